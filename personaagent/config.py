@@ -1,0 +1,158 @@
+"""Settings: which LM, which embedder, which memory store, and where files go.
+
+Precedence, highest first: explicit arguments, ``PERSONAAGENT_*`` environment variables, the TOML
+file named by ``PERSONAAGENT_CONFIG`` (or ``<home>/config.toml``), then the defaults below, which
+run fully offline on the embedded local LM and embedder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from personaagent.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "LOCAL", "MEMORY"]
+
+#: The value of ``lm`` / ``embedder`` that selects the embedded offline model.
+LOCAL = "local"
+#: The value of ``store`` that keeps memory in process only.
+MEMORY = ":memory:"
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "personaagent"
+
+
+class Settings(BaseSettings):
+    """Everything personaagent needs to know about its environment.
+
+    Args:
+        home: Folder for the embedded store, personas, profiles and traces. Defaults to
+            ``$XDG_DATA_HOME/personaagent`` (``~/.local/share/personaagent``).
+        lm: ``"local"`` for the embedded SmolLM2 model, or any DSPy/litellm model string such as
+            ``"openai/gpt-4o-mini"``, ``"anthropic/claude-3-5-sonnet-20240620"`` or
+            ``"ollama_chat/llama3.2"``. Defaults to ``"local"``.
+        lm_api_base: Base URL of an OpenAI-compatible server, used with an ``openai/...`` model.
+        lm_api_key: API key for the hosted model (litellm's own env vars work too).
+        lm_max_tokens: Cap on generated tokens per call. Defaults to 256.
+        lm_temperature: Sampling temperature. Defaults to 0.0, so runs are repeatable.
+        local_model_path: A GGUF file to run instead of the packaged SmolLM2-135M-Instruct.
+        local_context_tokens: Context window for the local model. Defaults to 2048.
+        embedder: ``"local"`` for the packaged all-MiniLM-L6-v2 (int8 ONNX), or a fastembed model
+            name (needs network on first use). Defaults to ``"local"``.
+        store: Where episodic memory lives: ``None`` for ``<home>/store`` (embedded Qdrant Edge),
+            another folder, ``":memory:"``, or a Qdrant server URL (``http://...``).
+        qdrant_api_key: API key for a Qdrant server.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PERSONAAGENT_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=_default_home)
+    lm: str = LOCAL
+    lm_api_base: str | None = None
+    lm_api_key: SecretStr | None = None
+    lm_max_tokens: int = Field(default=256, ge=1, le=32768)
+    lm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    local_model_path: Path | None = None
+    local_context_tokens: int = Field(default=2048, ge=256, le=131072)
+    embedder: str = LOCAL
+    store: str | None = None
+    qdrant_api_key: SecretStr | None = None
+
+    @field_validator("lm")
+    @classmethod
+    def _lm_names_a_provider(cls, value: str) -> str:
+        value = value.strip()
+        if value != LOCAL and "/" not in value:
+            raise ValueError(
+                f"{value!r} is not a model string; use 'local' or '<provider>/<model>', e.g. 'openai/gpt-4o-mini'"
+            )
+        return value
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("embedder must be 'local' or a fastembed model name")
+        return value.strip()
+
+    @field_validator("store")
+    @classmethod
+    def _store_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("store must be a folder, ':memory:' or a Qdrant URL")
+        return value
+
+    @field_validator("local_model_path")
+    @classmethod
+    def _model_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"no model file at {value}")
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is looked up when Settings() is built, never at import time.
+        config_file = os.environ.get("PERSONAAGENT_CONFIG")
+        if config_file is None:
+            home = os.environ.get("PERSONAAGENT_HOME")
+            config_file = str(Path(home) / "config.toml") if home else str(_default_home() / "config.toml")
+        elif not Path(config_file).is_file():
+            raise ConfigError(f"PERSONAAGENT_CONFIG names {config_file}, which does not exist")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+    # --- derived locations ------------------------------------------------------------------
+
+    @property
+    def store_location(self) -> str:
+        """The store as a folder path, ``":memory:"`` or a URL."""
+        return self.store if self.store is not None else str(self.home / "store")
+
+    @property
+    def personas_dir(self) -> Path:
+        return self.home / "personas"
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.home / "profiles"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.home / "traces"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning validation failures into one readable ConfigError.
+
+    Arguments that are ``None`` are ignored, so CLI options that were not given fall through to
+    the environment and the config file.
+    """
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**explicit)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

@@ -1,0 +1,70 @@
+"""Exceptions personaagent raises on purpose. The CLI turns each into a one-line "Error: ..."."""
+
+__all__ = [
+    "PersonaAgentError",
+    "ConfigError",
+    "ModelNotAvailable",
+    "InvalidRecord",
+    "UnknownUser",
+    "EmptyHistory",
+    "StoreError",
+    "StoreLocked",
+    "EmbeddingMismatch",
+    "QueryTooLong",
+    "BudgetExhausted",
+    "UnknownTask",
+]
+
+
+class PersonaAgentError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+
+class ConfigError(PersonaAgentError, ValueError):
+    """A setting has a value personaagent cannot use."""
+
+
+class ModelNotAvailable(PersonaAgentError):
+    """A model file or package the chosen setting needs is not installed."""
+
+
+class InvalidRecord(PersonaAgentError, ValueError):
+    """An input record (interaction, LaMP item) is malformed."""
+
+
+class UnknownUser(PersonaAgentError, KeyError):
+    """No memory or persona exists for this user id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "unknown user"
+
+
+class EmptyHistory(PersonaAgentError):
+    """The user has no interactions to learn from."""
+
+
+class StoreError(PersonaAgentError):
+    """The memory store cannot do what was asked."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the embedded store folder."""
+
+
+class EmbeddingMismatch(StoreError):
+    """The store was built with an embedder of another dimension or name."""
+
+
+class QueryTooLong(PersonaAgentError, ValueError):
+    """A query does not fit in the model's context window."""
+
+
+class BudgetExhausted(PersonaAgentError):
+    """A per-user LM call or token budget ran out."""
+
+
+class UnknownTask(PersonaAgentError, KeyError):
+    """No evaluation task has this name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown task"

@@ -1,0 +1,262 @@
+"""Records that cross a boundary: to disk, to the store, to the CLI, or between users' runs.
+
+Every record is a pydantic model with ``extra="forbid"`` (a misspelled field fails loudly) and a
+``schema_version`` so files written today can be migrated tomorrow. Internal, short-lived values
+stay plain dataclasses next to the code that uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MAX_USER_ID_CHARS",
+    "UserId",
+    "Record",
+    "Interaction",
+    "Memory",
+    "Profile",
+    "Persona",
+    "PersonaProvenance",
+    "LMUsage",
+    "TraceEvent",
+    "CompileStarted",
+    "Simulated",
+    "Critiqued",
+    "Aggregated",
+    "Edited",
+    "Gated",
+    "StepSkipped",
+    "CompileFinished",
+    "EvalResult",
+    "utc_now",
+    "validate_user_id",
+]
+
+SCHEMA_VERSION = 1
+MAX_USER_ID_CHARS = 256
+
+MetadataValue = Union[str, int, float, bool, None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def validate_user_id(user_id: str) -> str:
+    """A user id is any non-empty string up to MAX_USER_ID_CHARS with no control characters.
+
+    Ids are matched exactly (never as patterns), so ``"*"`` is just a user called ``*``.
+    """
+    if not isinstance(user_id, str):
+        raise ValueError(f"user id must be a string, got {type(user_id).__name__}")
+    if not user_id.strip():
+        raise ValueError("user id must not be empty")
+    if len(user_id) > MAX_USER_ID_CHARS:
+        raise ValueError(f"user id is {len(user_id)} characters; the limit is {MAX_USER_ID_CHARS}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in user_id):
+        raise ValueError("user id must not contain control characters")
+    return user_id
+
+
+UserId = Annotated[str, AfterValidator(validate_user_id)]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+
+class Interaction(Record):
+    """One thing a user asked and the response that was right for them (the "true response").
+
+    For a classification task the response is the label; for ratings, the rating as text.
+    """
+
+    user_id: UserId
+    query: str = Field(min_length=1)
+    response: str
+    timestamp: datetime | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query must not be blank")
+        return value
+
+    @property
+    def interaction_id(self) -> str:
+        """A content hash: ingesting the same interaction twice stores it once."""
+        payload = json.dumps(
+            [self.user_id, self.query, self.response, self.timestamp.isoformat() if self.timestamp else None],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+class Memory(Record):
+    """An interaction as episodic memory holds it: with its id, and whether a newer one replaced it."""
+
+    interaction: Interaction
+    memory_id: str
+    stored_at: datetime = Field(default_factory=utc_now)
+    superseded_by: str | None = None
+    score: float | None = None  # similarity to the query, set on retrieval only
+
+    @property
+    def user_id(self) -> str:
+        return self.interaction.user_id
+
+
+class Profile(Record):
+    """Semantic memory: an LLM summary of a user's history."""
+
+    user_id: UserId
+    text: str
+    num_interactions: int = Field(ge=0)
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class PersonaProvenance(Record):
+    """Where a persona version came from."""
+
+    source: Literal["seed", "alignment", "rollback", "manual"]
+    interaction_ids: tuple[str, ...] = ()
+    critique: str | None = None
+    run_id: str | None = None
+    note: str | None = None
+
+
+class Persona(Record):
+    """One version of a user's persona: the system prompt that conditions their answers."""
+
+    user_id: UserId
+    version: int = Field(ge=1)
+    parent_version: int | None = None
+    text: str = Field(min_length=1)
+    created_at: datetime = Field(default_factory=utc_now)
+    provenance: PersonaProvenance
+
+
+class LMUsage(Record):
+    """LM cost of a step: calls, tokens and wall-clock seconds."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: LMUsage) -> LMUsage:
+        return LMUsage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            seconds=self.seconds + other.seconds,
+        )
+
+
+# --- Trace events -------------------------------------------------------------------------------
+# One alignment run writes one JSONL file of these, in order. `kind` tells them apart.
+
+
+class _TraceEventBase(Record):
+    run_id: str
+    user_id: str
+    iteration: int = 0
+    at: datetime = Field(default_factory=utc_now)
+    usage: LMUsage = Field(default_factory=LMUsage)
+
+
+class CompileStarted(_TraceEventBase):
+    kind: Literal["compile_started"] = "compile_started"
+    persona_version: int
+    persona_text: str
+    config: dict[str, Any]
+    batch_ids: tuple[str, ...]
+
+
+class Simulated(_TraceEventBase):
+    kind: Literal["simulated"] = "simulated"
+    interaction_id: str
+    query: str
+    simulated: str
+    truth: str
+    score: float
+    feedback: str | None = None
+
+
+class Critiqued(_TraceEventBase):
+    kind: Literal["critiqued"] = "critiqued"
+    interaction_id: str
+    critique: str
+
+
+class Aggregated(_TraceEventBase):
+    kind: Literal["aggregated"] = "aggregated"
+    gradient: str
+    num_critiques: int
+    truncated: bool = False
+
+
+class Edited(_TraceEventBase):
+    kind: Literal["edited"] = "edited"
+    persona_before: str
+    persona_after: str
+    diff: str
+
+
+class Gated(_TraceEventBase):
+    kind: Literal["gated"] = "gated"
+    accepted: bool
+    reason: str
+    score_before: float
+    score_after: float
+    persona_version: int | None = None
+
+
+class StepSkipped(_TraceEventBase):
+    kind: Literal["step_skipped"] = "step_skipped"
+    step: str
+    error: str
+
+
+class CompileFinished(_TraceEventBase):
+    kind: Literal["compile_finished"] = "compile_finished"
+    status: Literal["improved", "unchanged", "budget_exhausted", "failed"]
+    score_initial: float
+    score_final: float
+    persona_version: int
+    iterations: int
+
+
+TraceEvent = Annotated[
+    Union[CompileStarted, Simulated, Critiqued, Aggregated, Edited, Gated, StepSkipped, CompileFinished],
+    Field(discriminator="kind"),
+]
+
+
+class EvalResult(Record):
+    """One method's figures on one task: quality beside cost."""
+
+    task: str
+    method: str
+    num_users: int
+    num_queries: int
+    metrics: dict[str, float]
+    lm_calls_per_query: float = 0.0
+    tokens_per_query: float = 0.0
+    seconds_per_query: float = 0.0
+    parse_failures: int = 0
