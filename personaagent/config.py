@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         return self.store if self.store is not None else str(self.home / "store")
 
     @property
+    def max_query_chars(self) -> int:
+        """Longest query accepted: half the local model's context (~3 chars a token), since the
+        persona, memories and the adapter's format share the window; hosted models get 200k."""
+        return self.local_context_tokens * 3 // 2 if self.lm == LOCAL else 200_000
+
+    @property
     def personas_dir(self) -> Path:
         return self.home / "personas"
 

@@ -12,7 +12,7 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -24,6 +24,8 @@ __all__ = [
     "Profile",
     "Persona",
     "PersonaProvenance",
+    "AnswerFormat",
+    "ToolCall",
     "LMUsage",
     "TraceEvent",
     "CompileStarted",
@@ -34,6 +36,7 @@ __all__ = [
     "Gated",
     "StepSkipped",
     "CompileFinished",
+    "UserCompileRecord",
     "EvalResult",
     "utc_now",
     "validate_user_id",
@@ -147,6 +150,33 @@ class Persona(Record):
     provenance: PersonaProvenance
 
 
+class AnswerFormat(Record):
+    """What an answer must look like: free text, a label from a fixed set, or a numeric rating."""
+
+    kind: Literal["text", "label", "rating"] = "text"
+    labels: tuple[str, ...] = ()
+    min_rating: float = 1.0
+    max_rating: float = 5.0
+
+    @model_validator(mode="after")
+    def _labels_match_kind(self) -> "AnswerFormat":
+        if self.kind == "label" and len(self.labels) < 2:
+            raise ValueError("a label answer format needs at least two labels")
+        if self.kind != "label" and self.labels:
+            raise ValueError("labels are only allowed with kind='label'")
+        if self.min_rating >= self.max_rating:
+            raise ValueError("min_rating must be below max_rating")
+        return self
+
+
+class ToolCall(Record):
+    """One tool the agent chose, what it passed and what came back."""
+
+    name: str
+    tool_input: str
+    observation: str
+
+
 class LMUsage(Record):
     """LM cost of a step: calls, tokens and wall-clock seconds."""
 
@@ -182,7 +212,7 @@ class _TraceEventBase(Record):
 
 class CompileStarted(_TraceEventBase):
     kind: Literal["compile_started"] = "compile_started"
-    persona_version: int
+    persona_version: int | None
     persona_text: str
     config: dict[str, Any]
     batch_ids: tuple[str, ...]
@@ -235,10 +265,10 @@ class StepSkipped(_TraceEventBase):
 
 class CompileFinished(_TraceEventBase):
     kind: Literal["compile_finished"] = "compile_finished"
-    status: Literal["improved", "unchanged", "budget_exhausted", "failed"]
+    status: Literal["edited", "unchanged", "budget_exhausted", "failed"]
     score_initial: float
     score_final: float
-    persona_version: int
+    persona_version: int | None
     iterations: int
 
 
@@ -246,6 +276,19 @@ TraceEvent = Annotated[
     Union[CompileStarted, Simulated, Critiqued, Aggregated, Edited, Gated, StepSkipped, CompileFinished],
     Field(discriminator="kind"),
 ]
+
+
+class UserCompileRecord(Record):
+    """How one user's compile in a many-user run ended (a line of the run's manifest)."""
+
+    user_id: str
+    run_id: str
+    status: Literal["edited", "unchanged", "budget_exhausted", "failed"]
+    persona_version: int | None = None
+    score_initial: float | None = None
+    score_final: float | None = None
+    error: str | None = None
+    usage: LMUsage = Field(default_factory=LMUsage)
 
 
 class EvalResult(Record):

@@ -1,0 +1,183 @@
+"""Pure helpers of the persona-alignment optimizer (kept apart from the loop, like simba_utils).
+
+Nothing here calls an LM, so each piece is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+
+from personaagent.records import AnswerFormat, Memory
+
+__all__ = [
+    "ScoredFeedback",
+    "call_metric",
+    "check_metric",
+    "default_metric",
+    "examples_from_memories",
+    "latest_examples",
+    "aggregate_critiques",
+    "persona_problem",
+    "normalize_label",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoredFeedback:
+    """A metric's verdict on one simulated answer."""
+
+    score: float
+    feedback: str
+
+
+def check_metric(metric: Callable) -> None:
+    """Raise TypeError unless ``metric`` takes ``(gold, pred)`` or GEPA's
+    ``(gold, pred, trace, pred_name, pred_trace)``."""
+    if not callable(metric):
+        raise TypeError("metric must be callable")
+    signature = inspect.signature(metric)
+    for arity in (5, 2):
+        try:
+            signature.bind(*range(arity))
+            return
+        except TypeError:
+            continue
+    raise TypeError(
+        "metric must accept (gold, pred) or (gold, pred, trace, pred_name, pred_trace) like dspy.GEPA's "
+        "feedback metrics; see https://dspy.ai/api/optimizers/GEPA/"
+    )
+
+
+def call_metric(metric: Callable, gold: dspy.Example, pred: dspy.Prediction) -> ScoredFeedback:
+    """Call a plain or GEPA-style metric and return its score in [0, 1] and its feedback text."""
+    try:
+        result = metric(gold, pred, None, None, None)
+    except TypeError:
+        result = metric(gold, pred)
+    if isinstance(result, dspy.Prediction) or hasattr(result, "score"):
+        score, feedback = float(result.score), str(getattr(result, "feedback", "") or "")
+    else:
+        score, feedback = float(result), ""
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"metric returned {score}; alignment needs scores in [0, 1]")
+    return ScoredFeedback(score=score, feedback=feedback)
+
+
+def normalize_label(text: Any) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+def _token_f1(predicted: str, truth: str) -> float:
+    pred_tokens = re.findall(r"\w+", predicted.lower())
+    true_tokens = re.findall(r"\w+", truth.lower())
+    if not pred_tokens or not true_tokens:
+        return float(pred_tokens == true_tokens)
+    common = sum(min(pred_tokens.count(t), true_tokens.count(t)) for t in set(pred_tokens))
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(true_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def default_metric(answer_format: AnswerFormat) -> Callable:
+    """A GEPA-style feedback metric for the answer format.
+
+    label: 1 if the label matches (case-insensitive), else 0; rating: 1 - |error| / range;
+    text: unigram F1. The feedback says what the user answered, for the critique step.
+    """
+
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        truth, answer = str(gold.answer), pred.answer
+        if answer_format.kind == "label":
+            score = float(normalize_label(answer) == normalize_label(truth))
+        elif answer_format.kind == "rating":
+            try:
+                error = abs(float(answer) - float(truth))
+            except (TypeError, ValueError):
+                error = answer_format.max_rating - answer_format.min_rating
+            score = max(0.0, 1.0 - error / (answer_format.max_rating - answer_format.min_rating))
+        else:
+            score = _token_f1(str(answer), truth)
+        verdict = "correct" if score >= 1.0 else f"wrong (score {score:.2f})"
+        return dspy.Prediction(score=score, feedback=f"The answer {answer!s} is {verdict}; the user answered {truth}.")
+
+    return metric
+
+
+def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
+    """Memories as alignment examples: ``query`` is the input, ``answer`` the user's true response.
+
+    Each example carries its memory id and timestamp so re-answering it hides it (and anything
+    newer) from retrieval.
+    """
+    return [
+        dspy.Example(
+            query=m.interaction.query,
+            answer=m.interaction.response,
+            memory_id=m.memory_id,
+            timestamp=m.interaction.timestamp,
+        ).with_inputs("query")
+        for m in memories
+    ]
+
+
+def latest_examples(trainset: Sequence[dspy.Example], n: int) -> list[dspy.Example]:
+    """The ``n`` most recent examples (by ``timestamp``; examples without one count as oldest,
+    and keep their given order)."""
+    indexed = list(enumerate(trainset))
+    indexed.sort(key=lambda pair: (pair[1].get("timestamp") is not None, pair[1].get("timestamp") or 0, pair[0]))
+    return [example for _, example in indexed[-n:]]
+
+
+def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[str, bool]:
+    """Join per-item critiques into one bounded textual gradient.
+
+    Duplicates (after whitespace/case folding) are dropped, each critique is numbered, and the
+    result is cut to ``max_chars`` so it can never outgrow the model's context.
+
+    Returns:
+        ``(gradient, truncated)``.
+    """
+    seen: set[str] = set()
+    unique = []
+    for critique in critiques:
+        key = normalize_label(critique)
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(critique.strip())
+    gradient = "\n".join(f"{i}. {text}" for i, text in enumerate(unique, start=1))
+    if len(gradient) <= max_chars:
+        return gradient, False
+    return gradient[: max_chars - 3].rstrip() + "...", True
+
+
+_SCAFFOLDING = re.compile(r"\[\[ ## \w+ ## \]\]|^\s*[{\[]|your output fields|new_persona", re.IGNORECASE)
+
+
+def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: int, max_chars: int) -> str | None:
+    """Why ``candidate`` must not become the persona, or None if it may.
+
+    A tiny or confused model can return an empty string, its prompt's scaffolding, JSON, or a
+    copy of the feedback instead of a persona; none of those may replace a working persona.
+    """
+    text = candidate.strip()
+    if len(text) < min_chars:
+        return f"edit is too short ({len(text)} characters, minimum {min_chars})"
+    if len(text) > max_chars:
+        return f"edit is too long ({len(text)} characters, maximum {max_chars})"
+    if _SCAFFOLDING.search(text):
+        return "edit contains prompt scaffolding or JSON, not a persona"
+    if gradient and normalize_label(text) in normalize_label(gradient):
+        return "edit copies the critique instead of rewriting the persona"
+    if normalize_label(text) == normalize_label(previous):
+        return "edit is identical to the current persona"
+    return None

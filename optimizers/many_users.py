@@ -1,0 +1,137 @@
+"""Compile the personas of many users: in parallel, within per-user budgets, resumable.
+
+A run's progress is a JSONL manifest of finished users under ``<runs_dir>/<config key>/``. The
+key hashes everything that changes a compile's outcome (optimizer settings, LM, answer format),
+so restarting the same job skips users already finished, and a changed job starts afresh.
+Personas are saved by the optimizer as each edit is accepted, so a killed run loses at most the
+user in flight, never a finished persona.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dspy.utils.parallelizer import ParallelExecutor
+from pydantic import ValidationError
+
+from personaagent._files import append_line
+from personaagent.agent import PersonaAgent
+from personaagent.errors import PersonaAgentError
+from personaagent.records import UserCompileRecord
+from personaagent.runtime.usage import metered
+from personaagent.traces import new_run_id
+from personaagent.workspace import Workspace
+
+from .alignment_utils import examples_from_memories
+from .persona_alignment import PersonaAlignment
+
+__all__ = ["compile_users", "run_key", "finished_users"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_key(workspace: Workspace, aligner: PersonaAlignment, agent_options: dict[str, Any]) -> str:
+    """A short hash of what decides a compile's outcome; equal keys mean resumable runs."""
+    material = {
+        "optimizer": aligner.config(),
+        "lm": workspace.settings.lm,
+        "agent": {key: repr(value) for key, value in sorted(agent_options.items())},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _manifest(workspace: Workspace, key: str) -> Path:
+    return workspace.settings.runs_dir / key / "finished.jsonl"
+
+
+def finished_users(manifest: Path) -> dict[str, UserCompileRecord]:
+    """Users a manifest records as finished (a torn last line from a kill is ignored)."""
+    done: dict[str, UserCompileRecord] = {}
+    if not manifest.is_file():
+        return done
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        try:
+            record = UserCompileRecord.model_validate_json(line)
+        except ValidationError:
+            continue
+        done[record.user_id] = record
+    return done
+
+
+def compile_users(
+    workspace: Workspace,
+    user_ids: Sequence[str],
+    *,
+    aligner: PersonaAlignment,
+    agent_options: dict[str, Any] | None = None,
+    num_threads: int = 1,
+    resume: bool = True,
+    run_id: str | None = None,
+    on_user_done: Callable[[UserCompileRecord], None] | None = None,
+) -> list[UserCompileRecord]:
+    """Seed (if needed) and align the persona of every user in ``user_ids``.
+
+    Args:
+        workspace: where memories, personas and traces live.
+        user_ids: users to compile; each needs episodic memories.
+        aligner: the configured optimizer (its budgets apply per user).
+        agent_options: keyword arguments for each PersonaAgent (answer_format, k, ...).
+        num_threads: users compiled at once. Defaults to 1.
+        resume: skip users this same job already finished. Defaults to True.
+        run_id: trace run id. Defaults to a new one.
+        on_user_done: called (from worker threads) with each user's record, e.g. for progress.
+
+    Returns:
+        One record per requested user, in the order given (resumed users keep their old record).
+    """
+    agent_options = dict(agent_options or {})
+    run_id = run_id or new_run_id()
+    manifest = _manifest(workspace, run_key(workspace, aligner, agent_options))
+    done = finished_users(manifest) if resume else {}
+    todo = [user for user in dict.fromkeys(user_ids) if user not in done]
+    if done:
+        logger.info("resuming: %d of %d users already compiled", len(user_ids) - len(todo), len(user_ids))
+    write_lock = threading.Lock()
+
+    def compile_one(user_id: str) -> UserCompileRecord:
+        with metered() as meter:
+            try:
+                agent = PersonaAgent(user_id, workspace=workspace, **agent_options)
+                agent.seed_persona()
+                memories = workspace.episodic.history(user_id, include_superseded=False)
+                aligned = aligner.compile(agent, trainset=examples_from_memories(memories), run_id=run_id)
+                result = aligned.alignment_result
+                record = UserCompileRecord(
+                    user_id=user_id,
+                    run_id=run_id,
+                    status=result.status,
+                    persona_version=aligned.persona_version,
+                    score_initial=result.score_initial,
+                    score_final=result.score_final,
+                    usage=meter.usage,
+                )
+            except PersonaAgentError as exc:
+                logger.warning("user %r not compiled: %s", user_id, exc)
+                record = UserCompileRecord(user_id=user_id, run_id=run_id, status="failed", error=str(exc), usage=meter.usage)
+            except Exception as exc:  # one user's failure must not stop the others
+                logger.exception("user %r failed", user_id)
+                record = UserCompileRecord(
+                    user_id=user_id, run_id=run_id, status="failed", error=f"{type(exc).__name__}: {exc}", usage=meter.usage
+                )
+        if record.status != "failed":
+            with write_lock:
+                append_line(manifest, record)
+        if on_user_done is not None:
+            on_user_done(record)
+        return record
+
+    # timeout=0 turns off straggler resubmission: a slow user's compile must never run twice.
+    executor = ParallelExecutor(num_threads=num_threads, disable_progress_bar=True, max_errors=len(todo) + 1, timeout=0)
+    fresh = dict(zip(todo, executor.execute(compile_one, todo))) if todo else {}
+    return [fresh.get(user) or done[user] for user in dict.fromkeys(user_ids)]

@@ -1,0 +1,462 @@
+"""Test-time persona alignment (paper §3.4) as a DSPy optimizer.
+
+Each iteration: simulate the user's latest n interactions with the current persona, critique each
+simulated answer against the user's true one (the textual loss), aggregate the critiques into one
+bounded textual gradient, rewrite the persona from it, and keep the rewrite only if it scores no
+worse (the gate). Every step is written as a TraceEvent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.teleprompt.teleprompt import Teleprompter
+
+from personaagent.errors import EmptyHistory
+from personaagent.persona import persona_diff
+from personaagent.records import (
+    Aggregated,
+    CompileFinished,
+    CompileStarted,
+    Critiqued,
+    Edited,
+    Gated,
+    LMUsage,
+    PersonaProvenance,
+    Simulated,
+    StepSkipped,
+)
+from personaagent.runtime.usage import UsageMeter, metered
+from personaagent.signatures import CritiqueAnswer, UpdatePersona
+from personaagent.traces import TraceWriter, new_run_id
+
+from .alignment_utils import (
+    aggregate_critiques,
+    call_metric,
+    check_metric,
+    default_metric,
+    latest_examples,
+    persona_problem,
+)
+
+__all__ = ["PersonaAlignment", "SimulatedItem", "AlignmentResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulatedItem:
+    """One interaction re-answered with a persona, and how well it matched the truth."""
+
+    example: dspy.Example
+    answer: Any
+    score: float
+    feedback: str
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """What one compile did, attached to the returned program as ``alignment_result``."""
+
+    run_id: str
+    user_id: str
+    status: str
+    score_initial: float
+    score_final: float
+    iterations: int
+    accepted_edits: int
+    persona_version: int | None
+    usage: LMUsage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "usage": self.usage.model_dump()}
+
+
+def _mean(items: Sequence[SimulatedItem]) -> float:
+    return sum(item.score for item in items) / len(items) if items else 0.0
+
+
+class PersonaAlignment(Teleprompter):
+    """Compiles a user's persona by test-time alignment on their latest interactions.
+
+    The student is a PersonaAgent (anything with ``user_id``, ``persona_text`` and
+    ``set_persona``). Paper cost per iteration without the gate: n simulations + n critiques +
+    1 update (7 LM calls for n = 3); the gate re-simulates the batch with the new persona (n more),
+    and that simulation is reused by the next iteration.
+
+    Args:
+        metric: scores a simulated answer against the truth; ``(gold, pred)`` or GEPA-style
+            ``(gold, pred, trace, pred_name, pred_trace)`` returning a float or
+            ``dspy.Prediction(score=..., feedback=...)``, scores in [0, 1]. Defaults to
+            ``default_metric`` for the student's answer format.
+        num_recent: how many of the latest interactions to simulate (the paper's n). Defaults to 3.
+        max_iterations: alignment iterations (paper: 1; gains level off after ~3). Defaults to 1.
+        gate: keep an edit only if it scores no worse on the batch (or the valset). Defaults to True.
+        stop_when_perfect: end early once every simulated answer scores 1. Defaults to True.
+        max_gradient_chars: cap on the aggregated critiques. Defaults to 1500.
+        min_persona_chars: shortest acceptable persona edit. Defaults to 20.
+        max_persona_chars: longest acceptable persona edit. Defaults to 2000.
+        max_lm_calls: per-user budget of LM calls for one compile; None for no limit.
+        max_tokens: per-user budget of LM tokens for one compile; None for no limit.
+        prompt_model: LM for the critique and update steps. Defaults to the student's LM.
+        traces_dir: folder for trace JSONL files; None keeps traces in memory only.
+        save_personas: save each accepted persona as a new version in the student's persona
+            book. Defaults to True.
+
+    Examples:
+        >>> aligner = PersonaAlignment(num_recent=3, max_iterations=2)  # doctest: +SKIP
+        >>> aligned = aligner.compile(agent, trainset=examples_from_memories(memories))  # doctest: +SKIP
+        >>> aligned.alignment_result.status  # doctest: +SKIP
+        'edited'
+    """
+
+    def __init__(
+        self,
+        *,
+        metric: Callable | None = None,
+        # Alignment loop
+        num_recent: int = 3,
+        max_iterations: int = 1,
+        gate: bool = True,
+        stop_when_perfect: bool = True,
+        # Guards on the textual gradient and the edit
+        max_gradient_chars: int = 1500,
+        min_persona_chars: int = 20,
+        max_persona_chars: int = 2000,
+        # Budget configuration
+        max_lm_calls: int | None = None,
+        max_tokens: int | None = None,
+        # Models and outputs
+        prompt_model: Any = None,
+        traces_dir: Path | None = None,
+        save_personas: bool = True,
+    ) -> None:
+        super().__init__()
+        if metric is not None:
+            check_metric(metric)
+        for name, value in (("num_recent", num_recent), ("max_iterations", max_iterations)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        for name, value in (("max_lm_calls", max_lm_calls), ("max_tokens", max_tokens)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive number or None, got {value}")
+        if not 0 < min_persona_chars < max_persona_chars:
+            raise ValueError("need 0 < min_persona_chars < max_persona_chars")
+        self.metric = metric
+        self.num_recent = num_recent
+        self.max_iterations = max_iterations
+        self.gate = gate
+        self.stop_when_perfect = stop_when_perfect
+        self.max_gradient_chars = max_gradient_chars
+        self.min_persona_chars = min_persona_chars
+        self.max_persona_chars = max_persona_chars
+        self.max_lm_calls = max_lm_calls
+        self.max_tokens = max_tokens
+        self.prompt_model = prompt_model
+        self.traces_dir = traces_dir
+        self.save_personas = save_personas
+
+    def config(self) -> dict[str, Any]:
+        """The settings that change a compile's outcome (what resume compares)."""
+        return {
+            "num_recent": self.num_recent,
+            "max_iterations": self.max_iterations,
+            "gate": self.gate,
+            "stop_when_perfect": self.stop_when_perfect,
+            "max_gradient_chars": self.max_gradient_chars,
+            "min_persona_chars": self.min_persona_chars,
+            "max_persona_chars": self.max_persona_chars,
+            "max_lm_calls": self.max_lm_calls,
+            "max_tokens": self.max_tokens,
+            "metric": getattr(self.metric, "__qualname__", None),
+        }
+
+    def compile(
+        self,
+        student: dspy.Module,
+        *,
+        trainset: list[dspy.Example],
+        teacher: dspy.Module | None = None,
+        valset: list[dspy.Example] | None = None,
+        run_id: str | None = None,
+    ) -> dspy.Module:
+        """Align the student's persona to the user behind ``trainset``.
+
+        Args:
+            student: the user's PersonaAgent; it is deep-copied, never edited in place.
+            trainset: the user's interactions as examples (``query`` input, ``answer`` truth,
+                optional ``memory_id`` and ``timestamp``); the latest ``num_recent`` are used.
+            teacher: unused; accepted for the Teleprompter contract.
+            valset: optional examples the gate scores on instead of the batch.
+            run_id: groups the traces of several users compiled together. Defaults to a new id.
+
+        Returns:
+            A copy of the student with the aligned persona, carrying ``alignment_result``
+            (an AlignmentResult) and ``alignment_trace`` (the TraceEvents).
+        """
+        program = student.deepcopy()
+        metric = self.metric or default_metric(program.answer_format)
+        run_id = run_id or new_run_id()
+        user_id = program.user_id
+        writer = TraceWriter(self.traces_dir, run_id, user_id)
+        batch = latest_examples(trainset, self.num_recent)
+        if not batch:
+            raise EmptyHistory(f"user {user_id!r}: alignment needs at least one interaction in the trainset")
+        accepted_edits, iterations_run, status = 0, 0, "unchanged"
+        event = dict(run_id=run_id, user_id=user_id)
+
+        with metered() as total, self._lm_scope(program):
+            writer.write(
+                CompileStarted(
+                    **event,
+                    persona_version=program.persona_version,
+                    persona_text=program.persona_text,
+                    config=self.config(),
+                    batch_ids=tuple(str(ex.get("memory_id") or i) for i, ex in enumerate(batch)),
+                )
+            )
+            # STEP 1: simulate the batch with the current persona.
+            logger.info("user %r: simulating %d interactions", user_id, len(batch))
+            simulated = self._simulate(program, batch, metric, writer, event, iteration=1, total=total)
+            gate_items = simulated if valset is None else self._simulate(
+                program, valset, metric, writer, event, iteration=1, total=total
+            )
+            score_initial = score_current = _mean(gate_items)
+
+            for iteration in range(1, self.max_iterations + 1):
+                if self.stop_when_perfect and all(item.score >= 1.0 for item in simulated):
+                    logger.info("user %r: every simulated answer is right; stopping", user_id)
+                    break
+                if self._over_budget(total):
+                    status = "budget_exhausted"
+                    break
+                iterations_run = iteration
+                # STEP 2: critique each simulated answer against the truth (the textual loss).
+                logger.info("user %r: iteration %d: critiquing", user_id, iteration)
+                critiques = self._critique(program, simulated, writer, event, iteration, total)
+                if critiques is None:
+                    status = "budget_exhausted"
+                    break
+                if not critiques:
+                    writer.write(StepSkipped(**event, iteration=iteration, step="aggregate", error="no critiques"))
+                    break
+                # STEP 3: aggregate the critiques into one bounded textual gradient.
+                gradient, truncated = aggregate_critiques(critiques, max_chars=self.max_gradient_chars)
+                writer.write(
+                    Aggregated(
+                        **event, iteration=iteration, gradient=gradient, num_critiques=len(critiques), truncated=truncated
+                    )
+                )
+                if self._over_budget(total):
+                    status = "budget_exhausted"
+                    break
+                # STEP 4: rewrite the persona from the gradient.
+                logger.info("user %r: iteration %d: editing the persona", user_id, iteration)
+                candidate = self._edit(program, gradient, writer, event, iteration)
+                if candidate is None:
+                    continue
+                # STEP 5: gate: keep the edit only if it scores no worse.
+                previous_text, score_before = program.persona_text, score_current
+                program.set_persona(candidate)
+                trial: list[SimulatedItem] = []
+                gate_usage = LMUsage()
+                if self.gate:
+                    with metered() as step:
+                        trial = self._simulate(
+                            program, valset or batch, metric, writer, event, iteration=iteration + 1, total=total
+                        )
+                    gate_usage, score_after = step.usage, _mean(trial)
+                    accepted = score_after >= score_before
+                    reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
+                else:
+                    # Without the gate the new persona is not scored (the paper's 7-call budget).
+                    score_after, accepted, reason = score_before, True, "gate disabled"
+                version = None
+                if accepted:
+                    accepted_edits += 1
+                    status = "edited"
+                    score_current = score_after
+                    if self.save_personas and hasattr(program, "save"):
+                        version = program.save(
+                            PersonaProvenance(
+                                source="alignment",
+                                interaction_ids=tuple(str(ex.get("memory_id")) for ex in batch if ex.get("memory_id")),
+                                critique=gradient,
+                                run_id=run_id,
+                            )
+                        ).version
+                    if self.gate and valset is None:
+                        simulated = trial  # the gate already re-answered the batch with this persona
+                    elif iteration < self.max_iterations:
+                        simulated = self._simulate(
+                            program, batch, metric, writer, event, iteration=iteration + 1, total=total
+                        )
+                else:
+                    program.set_persona(previous_text)
+                writer.write(
+                    Gated(
+                        **event,
+                        iteration=iteration,
+                        accepted=accepted,
+                        reason=reason,
+                        score_before=score_before,
+                        score_after=score_after,
+                        persona_version=version,
+                        usage=gate_usage,
+                    )
+                )
+
+            if status != "budget_exhausted" and all(item.failed for item in simulated):
+                status = "failed"
+            result = AlignmentResult(
+                run_id=run_id,
+                user_id=user_id,
+                status=status,
+                score_initial=score_initial,
+                score_final=score_current,
+                iterations=iterations_run,
+                accepted_edits=accepted_edits,
+                persona_version=program.persona_version,
+                usage=total.usage,
+            )
+            writer.write(
+                CompileFinished(
+                    **event,
+                    status=status,
+                    score_initial=score_initial,
+                    score_final=score_current,
+                    persona_version=program.persona_version,
+                    iterations=iterations_run,
+                    usage=total.usage,
+                )
+            )
+        logger.info(
+            "user %r: %s, score %.3f -> %.3f, %d LM calls", user_id, status, score_initial, score_current, total.calls
+        )
+        program.alignment_result = result
+        program.alignment_trace = writer.events
+        return program
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _lm_scope(self, program: dspy.Module):
+        workspace = getattr(program, "workspace", None)
+        return workspace.lm_context() if workspace is not None else nullcontext()
+
+    def _over_budget(self, meter: UsageMeter) -> bool:
+        usage = meter.usage
+        return (self.max_lm_calls is not None and usage.calls >= self.max_lm_calls) or (
+            self.max_tokens is not None and usage.tokens >= self.max_tokens
+        )
+
+    def _simulate(self, program, examples, metric, writer, event, *, iteration, total) -> list[SimulatedItem]:
+        items = []
+        for index, example in enumerate(examples):
+            item_id = str(example.get("memory_id") or index)
+            if self._over_budget(total):
+                writer.write(StepSkipped(**event, iteration=iteration, step="simulate", error="budget exhausted"))
+                items.append(SimulatedItem(example, None, 0.0, "not simulated: budget exhausted", failed=True))
+                continue
+            with metered() as step:
+                try:
+                    prediction = program(
+                        **example.inputs(),
+                        before=example.get("timestamp"),
+                        exclude_ids=[item_id] if example.get("memory_id") else [],
+                    )
+                    scored = call_metric(metric, example, prediction)
+                    item = SimulatedItem(example, prediction.answer, scored.score, scored.feedback)
+                except Exception as exc:  # an unparseable or failed answer scores 0; the run goes on
+                    logger.warning("simulation of %s failed: %s", item_id, exc)
+                    writer.write(StepSkipped(**event, iteration=iteration, step="simulate", error=_short(exc)))
+                    item = SimulatedItem(example, None, 0.0, f"no answer: {_short(exc)}", failed=True)
+            items.append(item)
+            writer.write(
+                Simulated(
+                    **event,
+                    iteration=iteration,
+                    interaction_id=item_id,
+                    query=example.query,
+                    simulated="" if item.answer is None else str(item.answer),
+                    truth=str(example.answer),
+                    score=item.score,
+                    feedback=item.feedback,
+                    usage=step.usage,
+                )
+            )
+        return items
+
+    def _critique(self, program, simulated, writer, event, iteration, total) -> list[str] | None:
+        """Critiques of the simulated answers; None when the budget ran out first."""
+        critic = dspy.Predict(CritiqueAnswer)
+        critiques = []
+        for index, item in enumerate(simulated):
+            if self._over_budget(total):
+                return None
+            item_id = str(item.example.get("memory_id") or index)
+            with metered() as step, self._prompt_model_scope():
+                try:
+                    critique = critic(
+                        persona=program.persona_text,
+                        query=item.example.query,
+                        assistant_answer="(no answer)" if item.answer is None else str(item.answer),
+                        user_answer=str(item.example.answer),
+                        feedback=item.feedback,
+                    ).critique.strip()
+                except Exception as exc:
+                    logger.warning("critique of %s failed: %s", item_id, exc)
+                    writer.write(StepSkipped(**event, iteration=iteration, step="critique", error=_short(exc)))
+                    continue
+            if not critique:
+                writer.write(StepSkipped(**event, iteration=iteration, step="critique", error="empty critique"))
+                continue
+            critiques.append(critique)
+            writer.write(Critiqued(**event, iteration=iteration, interaction_id=item_id, critique=critique, usage=step.usage))
+        return critiques
+
+    def _edit(self, program, gradient, writer, event, iteration) -> str | None:
+        """A validated persona rewrite, or None (recorded) when the LM gave no usable one."""
+        before = program.persona_text
+        with metered() as step, self._prompt_model_scope():
+            try:
+                candidate = dspy.Predict(UpdatePersona)(persona=before, feedback=gradient).new_persona.strip()
+            except Exception as exc:
+                writer.write(StepSkipped(**event, iteration=iteration, step="edit", error=_short(exc)))
+                return None
+        problem = persona_problem(
+            candidate,
+            previous=before,
+            gradient=gradient,
+            min_chars=self.min_persona_chars,
+            max_chars=self.max_persona_chars,
+        )
+        if problem is not None:
+            logger.warning("user %r: persona edit rejected: %s", program.user_id, problem)
+            writer.write(StepSkipped(**event, iteration=iteration, step="edit", error=problem, usage=step.usage))
+            return None
+        writer.write(
+            Edited(
+                **event,
+                iteration=iteration,
+                persona_before=before,
+                persona_after=candidate,
+                diff=persona_diff(before, candidate),
+                usage=step.usage,
+            )
+        )
+        return candidate
+
+    def _prompt_model_scope(self):
+        return dspy.context(lm=self.prompt_model) if self.prompt_model is not None else nullcontext()
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,242 @@
+"""PersonaAgent: one user's agent, as a DSPy program (paper §3).
+
+query ─▶ episodic retrieval (the user's top-k similar past interactions)
+      ─▶ action module (persona-guided tool calls, bounded)
+      ─▶ response (persona-conditioned, typed by the task)
+
+The persona is the *instructions* of the two LM predictors (``respond`` and ``act.choose``),
+followed by each one's fixed task instructions. The alignment optimizer edits exactly that text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import dspy
+
+from personaagent.actions import (
+    BUILTIN_TOOL_NAMES,
+    KNOWLEDGE_LOOKUP,
+    ActionModule,
+    as_tool,
+    builtin_tools,
+    format_memories,
+    search_memories,
+)
+from personaagent.errors import EmptyHistory, QueryTooLong, UnknownUser
+from personaagent.memory import AddReport
+from personaagent.persona import GENERIC_PERSONA, seed_persona_text
+from personaagent.records import AnswerFormat, Interaction, Memory, Persona, PersonaProvenance, validate_user_id
+from personaagent.signatures import CHOOSE_TOOL_TASK, RESPOND_TASK, response_signature
+from personaagent.workspace import Workspace
+
+__all__ = ["PersonaAgent", "compose_instructions"]
+
+logger = logging.getLogger(__name__)
+
+#: Characters per token, a conservative estimate used to refuse queries that cannot fit.
+_CHARS_PER_TOKEN = 3
+
+
+def compose_instructions(persona_text: str, task: str) -> str:
+    """Persona first (the system prompt), then the predictor's fixed task instructions."""
+    return f"{persona_text.strip()}\n\n{task}"
+
+
+class PersonaAgent(dspy.Module):
+    """One user's personalized agent.
+
+    Args:
+        user_id: whose memory, persona and profile the agent uses. Reads never leave this user.
+        workspace: shared LM, embedder, store and persona book. Defaults to
+            ``Workspace.default()``, built from the environment.
+        answer_format: free text (default), a label from a set, or a rating.
+        tools: extra tools, as ``dspy.Tool`` or one-string-argument callables.
+        k: past interactions retrieved per query. Defaults to 5.
+        max_tool_steps: most tool calls per query. Defaults to 1.
+        use_persona: condition on the persona (False: a generic prompt; the "w/o persona"
+            ablation). Defaults to True.
+        use_memory: retrieve past interactions (the "w/o memory" ablation). Defaults to True.
+        use_actions: let the LM call tools (the "w/o action" ablation). Defaults to True.
+
+    Examples:
+        >>> agent = PersonaAgent("u1")  # doctest: +SKIP
+        >>> agent.observe("Rate: Heat (1995)", "4.5")  # doctest: +SKIP
+        >>> agent("Rate: Ronin (1998)").answer  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        user_id: str,
+        *,
+        workspace: Workspace | None = None,
+        answer_format: AnswerFormat | None = None,
+        tools: Sequence[dspy.Tool | Callable[[str], str]] = (),
+        k: int = 5,
+        max_tool_steps: int = 1,
+        use_persona: bool = True,
+        use_memory: bool = True,
+        use_actions: bool = True,
+    ) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        self.user_id = validate_user_id(user_id)
+        self.workspace = workspace if workspace is not None else Workspace.default()
+        self.answer_format = answer_format or AnswerFormat()
+        self.extra_tools = [as_tool(tool) for tool in tools]
+        self.k = k
+        self.use_persona = use_persona
+        self.use_memory = use_memory
+        self.use_actions = use_actions
+        self.respond = dspy.Predict(response_signature(self.answer_format))
+        builtin = BUILTIN_TOOL_NAMES if use_memory else (KNOWLEDGE_LOOKUP,)
+        self.act = ActionModule([*builtin, *(tool.name for tool in self.extra_tools)], max_steps=max_tool_steps)
+        stored = self.workspace.personas.current(self.user_id) if use_persona else None
+        self.persona_version: int | None = stored.version if stored else None
+        self.set_persona(stored.text if stored else (seed_persona_text(None) if use_persona else GENERIC_PERSONA))
+
+    # --- persona ----------------------------------------------------------------------------
+
+    @property
+    def persona_text(self) -> str:
+        """The persona currently in this program's instructions (saved or not)."""
+        return self._persona_text
+
+    def set_persona(self, text: str) -> None:
+        """Put ``text`` into the instructions of the persona-conditioned predictors (in place)."""
+        if not text.strip():
+            raise ValueError("a persona must not be empty")
+        self._persona_text = text.strip()
+        self.respond.signature = self.respond.signature.with_instructions(
+            compose_instructions(self._persona_text, RESPOND_TASK)
+        )
+        self.act.choose.signature = self.act.choose.signature.with_instructions(
+            compose_instructions(self._persona_text, CHOOSE_TOOL_TASK)
+        )
+
+    @property
+    def persona(self) -> Persona | None:
+        """The user's saved, current persona version (None before the first compile or seed)."""
+        return self.workspace.personas.current(self.user_id)
+
+    def seed_persona(self, *, force_profile: bool = False) -> Persona:
+        """Build the first persona from the user's profile (semantic memory) and save it.
+
+        Returns the existing current persona if there is one, unless ``force_profile``.
+        """
+        current = self.persona
+        if current is not None and not force_profile:
+            self.set_persona(current.text)
+            self.persona_version = current.version
+            return current
+        memories = self.workspace.episodic.history(self.user_id, include_superseded=False)
+        if not memories:
+            raise EmptyHistory(
+                f"user {self.user_id!r} has no interactions; add some with agent.observe() or `personaagent ingest`"
+            )
+        with self.workspace.lm_context():
+            profile = self.workspace.semantic(self.user_id, memories, force=force_profile)
+        persona = self.workspace.personas.add(
+            self.user_id,
+            seed_persona_text(profile),
+            PersonaProvenance(source="seed", note=f"profile of {profile.num_interactions} interactions"),
+        )
+        self.set_persona(persona.text)
+        self.persona_version = persona.version
+        return persona
+
+    def save(self, provenance: PersonaProvenance | None = None) -> Persona:
+        """Save the persona in the instructions as a new version if it differs from the stored one."""
+        current = self.persona
+        if current is not None and current.text == self.persona_text:
+            return current
+        persona = self.workspace.personas.add(
+            self.user_id, self.persona_text, provenance or PersonaProvenance(source="manual")
+        )
+        self.persona_version = persona.version
+        return persona
+
+    @classmethod
+    def load(cls, user_id: str, *, workspace: Workspace | None = None, **kwargs) -> PersonaAgent:
+        """The agent of a known user (one with memories or a persona); UnknownUser otherwise."""
+        workspace = workspace if workspace is not None else Workspace.default()
+        if workspace.episodic.count(user_id) == 0 and workspace.personas.current(user_id) is None:
+            raise UnknownUser(f"no memories or persona for user {user_id!r}; ingest some with `personaagent ingest`")
+        return cls(user_id, workspace=workspace, **kwargs)
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def observe(
+        self,
+        query: str,
+        response: str,
+        *,
+        timestamp: datetime | None = None,
+        metadata: dict | None = None,
+    ) -> AddReport:
+        """Remember an interaction of this user (what they asked and the response that was right)."""
+        interaction = Interaction(
+            user_id=self.user_id, query=query, response=response, timestamp=timestamp, metadata=metadata or {}
+        )
+        return self.workspace.episodic.add([interaction])
+
+    # --- answering --------------------------------------------------------------------------
+
+    def _check_query(self, query: str) -> None:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string")
+        limit = self.workspace.settings.max_query_chars
+        if len(query) > limit:
+            raise QueryTooLong(
+                f"query is {len(query):,} characters (~{len(query) // _CHARS_PER_TOKEN:,} tokens); this model's "
+                f"limit is {limit:,} characters. Shorten the query or use a model with a larger context."
+            )
+
+    def forward(
+        self,
+        query: str,
+        *,
+        before: datetime | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> dspy.Prediction:
+        """Answer ``query`` as this user.
+
+        Args:
+            query: what the user asks now.
+            before: only memories older than this are visible (used to re-answer a past
+                interaction honestly, as the optimizer does).
+            exclude_ids: memory ids hidden from retrieval (the interaction being re-answered).
+
+        Returns:
+            ``Prediction(answer, used_tools, retrieved)``: the typed answer, the tool calls made
+            (``ToolCall`` records), and the retrieved ``Memory`` records.
+        """
+        self._check_query(query)
+        episodic = self.workspace.episodic
+        retrieved: list[Memory] = []
+        if self.use_memory:
+            retrieved = search_memories(episodic, self.user_id, query, k=self.k, before=before, exclude_ids=exclude_ids)
+        context = format_memories(retrieved) if self.use_memory else "(memory not used)"
+        used_tools = []
+        with self.workspace.lm_context():
+            if self.use_actions:
+                tools = builtin_tools(
+                    self.user_id,
+                    episodic=episodic,
+                    knowledge=self.workspace.knowledge,
+                    k=self.k,
+                    read_only=before is not None or bool(exclude_ids),
+                    before=before,
+                    exclude_ids=exclude_ids,
+                )
+                offered = [tool for tool in [*tools, *self.extra_tools] if tool.name in self.act.tool_names]
+                used_tools = self.act(query=query, tools=offered, observations=context)
+                for call in used_tools:
+                    context += f"\n[{call.name}] {call.observation}"
+            answer = self.respond(query=query, context=context).answer
+        if self.answer_format.kind == "rating":
+            answer = min(max(float(answer), self.answer_format.min_rating), self.answer_format.max_rating)
+        return dspy.Prediction(answer=answer, used_tools=used_tools, retrieved=retrieved)

@@ -1,0 +1,147 @@
+"""Persona versions and their persistence.
+
+A persona is the per-user system prompt. Every version is kept as its own JSON file,
+``<folder>/<hash of user id>/v<version>.json``; the current persona is the highest version.
+Versions are written create-if-absent and atomically, so a crash leaves either the old set of
+versions or the old set plus one complete new file, and rollback is a new version, not a delete.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from personaagent._files import user_dirname, write_new
+from personaagent.errors import PersonaAgentError, UnknownUser
+from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
+
+__all__ = ["PersonaBook", "seed_persona_text", "persona_diff", "GENERIC_PERSONA"]
+
+logger = logging.getLogger(__name__)
+
+_VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+
+#: The instructions used when personalization is switched off (the "w/o persona" ablation).
+GENERIC_PERSONA = "You are a helpful assistant."
+
+
+def seed_persona_text(profile: Profile | None) -> str:
+    """The first persona of a user: a generic assistant prompt plus their profile (paper §3.2)."""
+    if profile is None or not profile.text.strip():
+        return "You are a personal assistant. You answer the way this user would, following their preferences."
+    return (
+        "You are a personal assistant. You answer the way this user would, following their preferences.\n"
+        f"What is known about the user: {profile.text.strip()}"
+    )
+
+
+def persona_diff(before: str, after: str) -> str:
+    """A unified word-wrapped diff of two persona texts (what the trace and CLI show)."""
+    return "\n".join(
+        difflib.unified_diff(
+            before.splitlines(), after.splitlines(), fromfile="before", tofile="after", lineterm=""
+        )
+    )
+
+
+class PersonaBook:
+    """Every persona version of every user, in one folder.
+
+    Args:
+        folder: where the per-user version files live.
+
+    Examples:
+        >>> book = PersonaBook(tmp_path)  # doctest: +SKIP
+        >>> v1 = book.add("u1", "You like sports.", PersonaProvenance(source="manual"))  # doctest: +SKIP
+        >>> book.current("u1").text  # doctest: +SKIP
+        'You like sports.'
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _user_folder(self, user_id: str) -> Path:
+        return self.folder / user_dirname(validate_user_id(user_id))
+
+    def _versions(self, user_id: str) -> list[int]:
+        folder = self._user_folder(user_id)
+        if not folder.is_dir():
+            return []
+        found = (_VERSION_FILE.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def _read(self, user_id: str, version: int) -> Persona:
+        path = self._user_folder(user_id) / f"v{version}.json"
+        try:
+            persona = Persona.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError) as exc:
+            raise PersonaAgentError(f"persona file {path} is unreadable: {exc}") from None
+        if persona.user_id != user_id:  # a hash collision would be the only way here
+            raise PersonaAgentError(f"persona file {path} belongs to another user")
+        return persona
+
+    def current(self, user_id: str) -> Persona | None:
+        """The newest persona version of ``user_id``, or None if they have none."""
+        versions = self._versions(user_id)
+        return self._read(user_id, versions[-1]) if versions else None
+
+    def get(self, user_id: str, version: int) -> Persona:
+        """One version; raises UnknownUser if the user or the version does not exist."""
+        versions = self._versions(user_id)
+        if not versions:
+            raise UnknownUser(f"no persona for user {user_id!r}; compile one with `personaagent compile {user_id}`")
+        if version not in versions:
+            raise UnknownUser(f"user {user_id!r} has no persona version {version}; versions: {versions}")
+        return self._read(user_id, version)
+
+    def history(self, user_id: str) -> list[Persona]:
+        """All versions of ``user_id``, oldest first."""
+        return [self._read(user_id, v) for v in self._versions(user_id)]
+
+    def add(self, user_id: str, text: str, provenance: PersonaProvenance) -> Persona:
+        """Save ``text`` as the user's next persona version and return it.
+
+        Concurrent writers never overwrite each other: a version number already taken by another
+        writer is retried with the next one.
+        """
+        if not text.strip():
+            raise ValueError("a persona must not be empty")
+        while True:
+            versions = self._versions(user_id)
+            parent = versions[-1] if versions else None
+            persona = Persona(
+                user_id=user_id,
+                version=(parent or 0) + 1,
+                parent_version=parent,
+                text=text.strip(),
+                provenance=provenance,
+            )
+            if write_new(self._user_folder(user_id) / f"v{persona.version}.json", persona):
+                logger.info("user %r: persona v%d saved (%s)", user_id, persona.version, provenance.source)
+                return persona
+
+    def rollback(self, user_id: str, version: int) -> Persona:
+        """Make an old version current again, by saving its text as a new version."""
+        old = self.get(user_id, version)
+        return self.add(
+            user_id, old.text, PersonaProvenance(source="rollback", note=f"rollback to v{version}")
+        )
+
+    def diff(self, user_id: str, from_version: int, to_version: int) -> str:
+        """Unified diff between two versions of one user's persona."""
+        return persona_diff(self.get(user_id, from_version).text, self.get(user_id, to_version).text)
+
+    def user_ids(self) -> list[str]:
+        """Users who have at least one persona version."""
+        if not self.folder.is_dir():
+            return []
+        users = []
+        for folder in sorted(self.folder.iterdir()):
+            files = sorted(folder.glob("v*.json")) if folder.is_dir() else []
+            if files:
+                users.append(Persona.model_validate_json(files[0].read_text(encoding="utf-8")).user_id)
+        return users
