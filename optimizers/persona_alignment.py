@@ -273,8 +273,13 @@ class PersonaAlignment(Teleprompter):
                             program, valset or batch, metric, writer, event, iteration=iteration + 1, total=total
                         )
                     gate_usage, score_after = step.usage, _mean(trial)
-                    accepted = score_after >= score_before
-                    reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
+                    failures_before = sum(item.failed for item in gate_items)
+                    failures_after = sum(item.failed for item in trial)
+                    accepted = score_after >= score_before and failures_after <= failures_before
+                    if failures_after > failures_before:
+                        reason = f"{failures_after} simulations failed with the edit (before: {failures_before})"
+                    else:
+                        reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
                 else:
                     # Without the gate the new persona is not scored (the paper's 7-call budget).
                     score_after, accepted, reason = score_before, True, "gate disabled"
@@ -283,6 +288,7 @@ class PersonaAlignment(Teleprompter):
                     accepted_edits += 1
                     status = "edited"
                     score_current = score_after
+                    gate_items = trial or gate_items
                     if self.save_personas and hasattr(program, "save"):
                         version = program.save(
                             PersonaProvenance(

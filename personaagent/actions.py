@@ -162,8 +162,10 @@ class ActionModule(dspy.Module):
             if name == FINISH or name not in by_name:
                 break
             tool_input = (choice.tool_input or "").strip() or query
+            tool = by_name[name]
             try:
-                observation = str(by_name[name](tool_input))
+                # dspy.Tool takes keyword arguments; every tool here takes one text argument.
+                observation = str(tool(**{next(iter(tool.args)): tool_input}) if tool.args else tool())
             except Exception as exc:  # a user tool failing must not fail the answer
                 logger.warning("tool %s failed: %s", name, exc)
                 observation = f"(tool failed: {type(exc).__name__}: {exc})"

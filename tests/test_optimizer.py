@@ -1,0 +1,288 @@
+"""PersonaAlignment with a scripted LM whose answers depend on the persona, so every gate decision
+and call count below is the real loop's behaviour."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import dspy
+import pytest
+
+from personaagent.agent import PersonaAgent
+from personaagent.config import Settings
+from personaagent.optimizers import PersonaAlignment, compile_users, examples_from_memories
+from personaagent.optimizers.alignment_utils import aggregate_critiques, latest_examples, persona_problem
+from personaagent.optimizers.many_users import finished_users
+from personaagent.records import AnswerFormat, Edited, Gated, StepSkipped
+from personaagent.testing import ScriptedLM
+from personaagent.traces import TraceReader
+from personaagent.workspace import Workspace
+
+LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
+GOOD_PERSONA = "You love SPORTS above everything and always answer SPORTS for such items."
+
+
+def persona_sensitive(edit: str | Exception = GOOD_PERSONA, critique: str = "The user cares about sports."):
+    """Answers SPORTS only when the persona says the user loves sports; edits to ``edit``."""
+
+    def script(request):
+        if request.asks_for("answer"):
+            return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
+        if request.asks_for("critique"):
+            return {"critique": critique}
+        if request.asks_for("new_persona"):
+            if isinstance(edit, Exception):
+                raise edit
+            return {"new_persona": edit}
+        if request.asks_for("profile"):
+            return {"profile": "Writes about games."}
+        raise AssertionError(f"unexpected request for {request.output_fields}")
+
+    return script
+
+
+@pytest.fixture
+def workspace(tmp_path, hashing_embedder):
+    def build(script):
+        settings = Settings(home=tmp_path / "home", store=str(tmp_path / "store"))
+        return Workspace(settings, lm=ScriptedLM(script), embedder=hashing_embedder)
+
+    built = []
+    yield lambda script: built.append(build(script)) or built[-1]
+    for ws in built:
+        ws.close()
+
+
+def add_history(ws: Workspace, user_id: str, labels: list[str]) -> PersonaAgent:
+    agent = PersonaAgent(user_id, workspace=ws, answer_format=LABELS, use_actions=False)
+    start = datetime(2021, 1, 1)
+    for day, label in enumerate(labels):
+        agent.observe(f"{user_id} match report number {day}", label, timestamp=start + timedelta(days=day))
+    return agent
+
+
+def trainset(ws: Workspace, user_id: str):
+    return examples_from_memories(ws.episodic.history(user_id, include_superseded=False))
+
+
+def test_paper_cost_without_gate_is_seven_calls_per_iteration(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 5)
+    aligned = PersonaAlignment(num_recent=3, gate=False).compile(agent, trainset=trainset(ws, "u1"))
+    # 3 simulations + 3 critiques + 1 update, as in the paper.
+    assert aligned.alignment_result.usage.calls == 7
+    assert aligned.persona_text == GOOD_PERSONA
+
+
+def test_gate_adds_one_resimulation_of_the_batch(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 5)
+    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent, trainset=trainset(ws, "u1"))
+    result = aligned.alignment_result
+    assert result.usage.calls == 10  # 7 + 3 gate simulations; then every answer is right: stop
+    assert result.iterations == 1
+    assert (result.score_initial, result.score_final) == (0.0, 1.0)
+    assert result.status == "edited"
+    kinds = [event.kind for event in aligned.alignment_trace]
+    assert kinds == (
+        ["compile_started"] + ["simulated"] * 3 + ["critiqued"] * 3 + ["aggregated", "edited"]
+        + ["simulated"] * 3 + ["gated", "compile_finished"]
+    )
+
+
+def test_accepted_edit_is_saved_with_provenance_and_student_is_untouched(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+    seeded = agent.seed_persona()
+    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
+    saved = ws.personas.current("u1")
+    assert saved.version == seeded.version + 1
+    assert saved.text == GOOD_PERSONA
+    assert saved.provenance.source == "alignment"
+    assert saved.provenance.run_id == aligned.alignment_result.run_id
+    assert len(saved.provenance.interaction_ids) == 3
+    assert "sports" in saved.provenance.critique
+    assert agent.persona_text == seeded.text  # compile edits a copy
+
+
+def test_gate_rejects_an_edit_that_scores_worse(workspace):
+    # The current persona is right; the proposed edit drops what makes it right.
+    ws = workspace(persona_sensitive(edit="You are interested in politics and elections most of all."))
+    agent = add_history(ws, "u1", ["SPORTS", "SPORTS", "POLITICS", "SPORTS"])
+    agent.set_persona(GOOD_PERSONA)
+    agent.save()
+    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=trainset(ws, "u1"))
+    gate = [e for e in aligned.alignment_trace if isinstance(e, Gated)]
+    assert len(gate) == 1 and not gate[0].accepted
+    assert gate[0].score_after < gate[0].score_before
+    assert aligned.persona_text == GOOD_PERSONA
+    assert [p.text for p in ws.personas.history("u1")] == [GOOD_PERSONA]
+    assert aligned.alignment_result.status == "unchanged"
+
+
+def test_batch_score_never_decreases_after_an_accepted_edit(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS", "POLITICS", "SPORTS", "SPORTS"])
+    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent, trainset=trainset(ws, "u1"))
+    for gate in (e for e in aligned.alignment_trace if isinstance(e, Gated)):
+        assert gate.accepted == (gate.score_after >= gate.score_before)
+
+
+@pytest.mark.parametrize(
+    "bad_edit",
+    ["", "   ", "[[ ## new_persona ## ]] x", '{"new_persona": "You like sports a lot"}', "The user cares about sports."],
+    ids=["empty", "blank", "scaffolding", "json", "copy-of-critique"],
+)
+def test_malformed_edit_leaves_the_persona_intact(workspace, bad_edit):
+    ws = workspace(persona_sensitive(edit=bad_edit))
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+    before = agent.seed_persona()
+    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
+    skipped = [e for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
+    assert [e.step for e in skipped] == ["edit"]
+    assert not any(isinstance(e, Edited) for e in aligned.alignment_trace)
+    assert aligned.persona_text == before.text
+    assert ws.personas.current("u1") == before
+
+
+def test_failing_critique_and_edit_calls_are_recorded_and_skipped(workspace):
+    calls = {"critique": 0}
+
+    def script(request):
+        if request.asks_for("critique"):
+            calls["critique"] += 1
+            if calls["critique"] == 2:
+                raise RuntimeError("provider hiccup")
+            return {"critique": f"critique {calls['critique']}"}
+        return persona_sensitive(edit=RuntimeError("edit failed"))(request)
+
+    ws = workspace(script)
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+    before = agent.seed_persona()
+    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
+    steps = [e.step for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
+    assert steps == ["critique", "edit"]
+    aggregated = next(e for e in aligned.alignment_trace if e.kind == "aggregated")
+    assert aggregated.num_critiques == 2
+    assert aligned.persona_text == before.text
+
+
+def test_budget_exhaustion_stops_the_loop(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 5)
+    aligned = PersonaAlignment(num_recent=3, max_lm_calls=4).compile(agent, trainset=trainset(ws, "u1"))
+    result = aligned.alignment_result
+    assert result.status == "budget_exhausted"
+    assert result.usage.calls == 4  # 3 simulations + 1 critique; the rest was never started
+    assert aligned.persona_text == agent.persona_text
+
+
+def test_gepa_style_feedback_metric_feeds_the_critique(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        right = pred.answer == gold.answer
+        return dspy.Prediction(score=float(right), feedback=f"FEEDBACK-{'ok' if right else 'miss'}")
+
+    aligned = PersonaAlignment(metric=metric).compile(agent, trainset=trainset(ws, "u1"))
+    critique_prompts = [r.user for r in ws.lm.requests if r.asks_for("critique")]
+    assert critique_prompts and all("FEEDBACK-miss" in prompt for prompt in critique_prompts)
+    assert {e.feedback for e in aligned.alignment_trace if e.kind == "simulated"} >= {"FEEDBACK-miss", "FEEDBACK-ok"}
+    # The same metric is accepted by dspy.GEPA, for comparison runs.
+    dspy.GEPA(metric=metric, max_metric_calls=10, reflection_lm=ws.lm)
+
+
+def test_constructor_validates_arguments():
+    with pytest.raises(TypeError, match="metric must accept"):
+        PersonaAlignment(metric=lambda only_one: 1.0)
+    with pytest.raises(ValueError, match="num_recent"):
+        PersonaAlignment(num_recent=0)
+    with pytest.raises(ValueError, match="max_lm_calls"):
+        PersonaAlignment(max_lm_calls=0)
+    assert PersonaAlignment(num_recent=5).get_params()["num_recent"] == 5
+
+
+def test_simulation_hides_the_item_and_everything_newer(workspace):
+    seen_contexts = []
+
+    def script(request):
+        if request.asks_for("answer"):
+            seen_contexts.append(request.user)
+        return persona_sensitive()(request)
+
+    ws = workspace(script)
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    PersonaAlignment(num_recent=1, max_iterations=1, gate=False).compile(agent, trainset=trainset(ws, "u1"))
+    first = seen_contexts[0]
+    assert "match report number 5 =>" not in first  # the simulated item itself
+    assert "match report number 4 =>" in first
+
+
+def test_compile_users_resumes_and_skips_finished_users(workspace):
+    ws = workspace(persona_sensitive())
+    for user in ("a", "b", "c"):
+        add_history(ws, user, ["SPORTS"] * 4)
+    aligner = PersonaAlignment(traces_dir=ws.settings.traces_dir)
+    options = {"answer_format": LABELS, "use_actions": False}
+    first = compile_users(ws, ["a", "b"], aligner=aligner, agent_options=options, num_threads=2)
+    assert [r.status for r in first] == ["edited", "edited"]
+    calls_before = len(ws.lm.requests)
+    again = compile_users(ws, ["a", "b", "c"], aligner=aligner, agent_options=options)
+    assert [r.user_id for r in again] == ["a", "b", "c"]
+    assert again[0] == first[0] and again[1] == first[1]  # not redone
+    assert len(ws.lm.requests) - calls_before == 1 + 10  # only c: its profile, then one aligned iteration
+    # Another configuration is another job: nothing is skipped.
+    other = compile_users(ws, ["a"], aligner=PersonaAlignment(num_recent=2), agent_options=options)
+    assert other[0].run_id != first[0].run_id
+    traces = TraceReader(ws.settings.traces_dir).run(first[0].run_id)
+    assert sorted(t.user_id for t in traces) == ["a", "b"]
+
+
+def test_torn_manifest_line_is_ignored(tmp_path):
+    manifest = tmp_path / "finished.jsonl"
+    manifest.write_text('{"user_id": "a", "run_id": "r", "status": "edited"}\n{"user_id": "b", "ru')
+    assert list(finished_users(manifest)) == ["a"]
+
+
+def test_compile_users_reports_a_user_without_history_as_failed(workspace):
+    ws = workspace(persona_sensitive())
+    add_history(ws, "a", ["SPORTS"] * 3)
+    options = {"answer_format": LABELS, "use_actions": False}
+    records = compile_users(ws, ["a", "ghost"], aligner=PersonaAlignment(), agent_options=options)
+    assert records[0].status == "edited"
+    assert records[1].status == "failed" and "no interactions" in records[1].error
+
+
+def test_aggregate_critiques_dedupes_and_bounds():
+    gradient, truncated = aggregate_critiques(["Likes sports.", "likes  SPORTS.", "Dislikes rain."], max_chars=1000)
+    assert gradient == "1. Likes sports.\n2. Dislikes rain."
+    assert not truncated
+    long, truncated = aggregate_critiques(["x" * 500, "y" * 500], max_chars=300)
+    assert truncated and len(long) == 300
+
+
+def test_latest_examples_orders_by_timestamp():
+    examples = [
+        dspy.Example(query=str(day), timestamp=datetime(2021, 1, day)).with_inputs("query") for day in (3, 1, 2)
+    ]
+    assert [e.query for e in latest_examples(examples, 2)] == ["2", "3"]
+
+
+def test_persona_problem_accepts_a_real_rewrite():
+    assert persona_problem(GOOD_PERSONA, previous="You help.", gradient="likes sports", min_chars=20, max_chars=500) is None
+
+
+def test_gate_rejects_an_edit_under_which_answers_fail(workspace):
+    def script(request):
+        if request.asks_for("answer") and "love SPORTS" in request.system:
+            raise RuntimeError("unparseable")
+        return persona_sensitive()(request)
+
+    ws = workspace(script)
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+    before = agent.seed_persona()
+    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
+    gate = next(e for e in aligned.alignment_trace if isinstance(e, Gated))
+    assert not gate.accepted and "3 simulations failed" in gate.reason
+    assert ws.personas.current("u1") == before
