@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import dspy
+from pydantic import ValidationError
 
 from personaagent.actions import (
     BUILTIN_TOOL_NAMES,
@@ -25,10 +26,18 @@ from personaagent.actions import (
     format_memories,
     search_memories,
 )
-from personaagent.errors import EmptyHistory, QueryTooLong, UnknownUser
+from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser
 from personaagent.memory import AddReport
 from personaagent.persona import GENERIC_PERSONA, seed_persona_text
-from personaagent.records import AnswerFormat, Interaction, Memory, Persona, PersonaProvenance, validate_user_id
+from personaagent.records import (
+    AnswerFormat,
+    Interaction,
+    Memory,
+    Persona,
+    PersonaProvenance,
+    describe_validation_error,
+    validate_user_id,
+)
 from personaagent.signatures import CHOOSE_TOOL_TASK, RESPOND_TASK, response_signature
 from personaagent.workspace import Workspace
 
@@ -178,9 +187,12 @@ class PersonaAgent(dspy.Module):
         metadata: dict | None = None,
     ) -> AddReport:
         """Remember an interaction of this user (what they asked and the response that was right)."""
-        interaction = Interaction(
-            user_id=self.user_id, query=query, response=response, timestamp=timestamp, metadata=metadata or {}
-        )
+        try:
+            interaction = Interaction(
+                user_id=self.user_id, query=query, response=response, timestamp=timestamp, metadata=metadata or {}
+            )
+        except ValidationError as exc:
+            raise InvalidRecord(f"invalid interaction: {describe_validation_error(exc)}") from None
         return self.workspace.episodic.add([interaction])
 
     # --- answering --------------------------------------------------------------------------

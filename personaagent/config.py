@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from personaagent.errors import ConfigError
+from personaagent.records import describe_validation_error
 
 __all__ = ["Settings", "load_settings", "LOCAL", "MEMORY"]
 
@@ -158,7 +159,4 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**explicit)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from None
+        raise ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None

@@ -12,7 +12,9 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from personaagent.errors import InvalidRecord
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,6 +42,7 @@ __all__ = [
     "EvalResult",
     "utc_now",
     "validate_user_id",
+    "describe_validation_error",
 ]
 
 SCHEMA_VERSION = 1
@@ -56,19 +59,29 @@ def validate_user_id(user_id: str) -> str:
     """A user id is any non-empty string up to MAX_USER_ID_CHARS with no control characters.
 
     Ids are matched exactly (never as patterns), so ``"*"`` is just a user called ``*``.
+
+    Raises:
+        InvalidRecord: (a ValueError) naming what is wrong with the id.
     """
     if not isinstance(user_id, str):
-        raise ValueError(f"user id must be a string, got {type(user_id).__name__}")
+        raise InvalidRecord(f"user id must be a string, got {type(user_id).__name__}")
     if not user_id.strip():
-        raise ValueError("user id must not be empty")
+        raise InvalidRecord("user id must not be empty")
     if len(user_id) > MAX_USER_ID_CHARS:
-        raise ValueError(f"user id is {len(user_id)} characters; the limit is {MAX_USER_ID_CHARS}")
+        raise InvalidRecord(f"user id is {len(user_id)} characters; the limit is {MAX_USER_ID_CHARS}")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in user_id):
-        raise ValueError("user id must not contain control characters")
+        raise InvalidRecord("user id must not contain control characters")
     return user_id
 
 
 UserId = Annotated[str, AfterValidator(validate_user_id)]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field: problem; field: problem``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class Record(BaseModel):
@@ -88,6 +101,14 @@ class Interaction(Record):
     response: str
     timestamp: datetime | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_utc(cls, value: datetime | None) -> datetime | None:
+        # Naive times are read as UTC so every timestamp compares with every other.
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=timezone.utc)
 
     @field_validator("query")
     @classmethod

@@ -1,0 +1,122 @@
+"""PersonaAgent: retrieval stays within the user, the persona conditions the predictors, tools are
+called and recorded, bad input gets a clear error, state survives a restart."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from personaagent.agent import PersonaAgent
+from personaagent.config import Settings
+from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser
+from personaagent.records import AnswerFormat, ToolCall
+from personaagent.testing import ScriptedLM
+from personaagent.workspace import Workspace
+
+LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS", "FOOD"))
+
+
+def script(request):
+    if request.asks_for("tool_name"):
+        return {"tool_name": "memory_search", "tool_input": "recipes"}
+    if request.asks_for("answer"):
+        return {"answer": "FOOD"}
+    if request.asks_for("profile"):
+        return {"profile": "Writes about cooking."}
+    raise AssertionError(request.output_fields)
+
+
+@pytest.fixture
+def ws(tmp_path, hashing_embedder):
+    workspace = Workspace(
+        Settings(home=tmp_path / "home", store=str(tmp_path / "store")), lm=ScriptedLM(script), embedder=hashing_embedder
+    )
+    yield workspace
+    workspace.close()
+
+
+def fill(ws, user_id, items):
+    agent = PersonaAgent(user_id, workspace=ws, answer_format=LABELS)
+    for day, (query, label) in enumerate(items):
+        agent.observe(query, label, timestamp=datetime(2022, 1, 1) + timedelta(days=day))
+    return agent
+
+
+def test_answer_uses_only_this_users_memories_and_records_the_tool_call(ws):
+    alice = fill(ws, "alice", [("pasta recipes for winter", "FOOD"), ("election night results", "POLITICS")])
+    fill(ws, "bob", [("pasta recipes for winter nights", "SPORTS"), ("bob secret note", "SPORTS")])
+    prediction = alice("pasta recipes for winter")
+    assert prediction.answer == "FOOD"
+    assert {m.user_id for m in prediction.retrieved} == {"alice"}
+    assert prediction.retrieved[0].interaction.query == "pasta recipes for winter"
+    assert prediction.used_tools and isinstance(prediction.used_tools[0], ToolCall)
+    assert prediction.used_tools[0].name == "memory_search"
+    assert "pasta recipes for winter => FOOD" in prediction.used_tools[0].observation
+    assert "bob" not in prediction.used_tools[0].observation and "SPORTS" not in prediction.used_tools[0].observation
+
+
+def test_persona_is_the_instructions_of_both_predictors(ws):
+    agent = fill(ws, "alice", [("pasta", "FOOD")])
+    agent.set_persona("You adore Italian cooking.")
+    agent("what should I read?")
+    systems = [r.system for r in ws.lm.requests]
+    assert len(systems) == 2  # tool choice, then the answer
+    assert all("You adore Italian cooking." in system for system in systems)
+    assert "You adore Italian cooking." in agent.respond.signature.instructions
+    assert "You adore Italian cooking." in agent.act.choose.signature.instructions
+
+
+def test_seed_persona_comes_from_the_profile_and_is_saved(ws):
+    agent = fill(ws, "alice", [("pasta", "FOOD"), ("pizza", "FOOD")])
+    persona = agent.seed_persona()
+    assert "Writes about cooking." in persona.text
+    assert persona.version == 1 and persona.provenance.source == "seed"
+    assert agent.persona == persona
+    assert agent.seed_persona() == persona  # idempotent: no second profile call
+    assert sum(r.asks_for("profile") for r in ws.lm.requests) == 1
+
+
+def test_ablations_change_what_the_agent_does(ws):
+    fill(ws, "alice", [("pasta", "FOOD")])
+    no_memory = PersonaAgent("alice", workspace=ws, answer_format=LABELS, use_memory=False, use_actions=False)
+    prediction = no_memory("pasta")
+    assert prediction.retrieved == [] and prediction.used_tools == []
+    assert "memory_search" not in no_memory.act.tool_names
+    generic = PersonaAgent("alice", workspace=ws, answer_format=LABELS, use_persona=False)
+    assert generic.persona_text == "You are a helpful assistant."
+
+
+def test_persona_and_memories_survive_a_restart(tmp_path, hashing_embedder):
+    settings = Settings(home=tmp_path / "home", store=str(tmp_path / "store"))
+    with Workspace(settings, lm=ScriptedLM(script), embedder=hashing_embedder) as first:
+        agent = fill(first, "alice", [("pasta", "FOOD"), ("pizza", "FOOD")])
+        agent.set_persona("You adore Italian cooking.")
+        agent.save()
+    with Workspace(settings, lm=ScriptedLM(script), embedder=hashing_embedder) as second:
+        again = PersonaAgent.load("alice", workspace=second, answer_format=LABELS)
+        assert again.persona_text == "You adore Italian cooking."
+        assert [m.interaction.query for m in second.episodic.history("alice")] == ["pasta", "pizza"]
+
+
+def test_bad_input_gets_clear_errors(ws):
+    with pytest.raises(UnknownUser, match="no memories or persona for user 'nobody'"):
+        PersonaAgent.load("nobody", workspace=ws)
+    with pytest.raises(EmptyHistory, match="has no interactions"):
+        PersonaAgent("empty", workspace=ws).seed_persona()
+    agent = fill(ws, "alice", [("pasta", "FOOD")])
+    with pytest.raises(InvalidRecord, match="query"):
+        agent.observe("   ", "FOOD")
+    with pytest.raises(InvalidRecord, match="must not be empty"):
+        PersonaAgent("", workspace=ws)
+    with pytest.raises(QueryTooLong, match="Shorten the query"):
+        agent("x" * (ws.settings.max_query_chars + 1))
+    assert ws.lm.requests == []  # nothing reached the LM
+
+
+def test_rating_answers_are_clamped_to_the_scale(tmp_path, hashing_embedder):
+    lm = ScriptedLM(lambda r: {"answer": 9.0})
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
+        agent = PersonaAgent("u", workspace=ws, answer_format=AnswerFormat(kind="rating"), use_actions=False)
+        agent.observe("Heat (1995)", "4.5")
+        assert agent("Ronin (1998)").answer == 5.0

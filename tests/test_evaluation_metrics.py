@@ -1,0 +1,92 @@
+"""Metrics and answer parsers against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from personaagent.evaluation.metrics import (
+    accuracy,
+    macro_f1,
+    mae,
+    normalize_label,
+    parse_rating,
+    rmse,
+    score_labels,
+    score_ratings,
+)
+
+LABELS = ["POLITICS", "WORLD NEWS", "U.S. NEWS", "FOOD & DRINK"]
+
+
+def test_accuracy_counts_unparsed_as_wrong() -> None:
+    assert accuracy(["a", "a", "b", "c"], ["a", "b", "b", None]) == 0.5
+
+
+def test_macro_f1_over_labels_in_gold_or_prediction() -> None:
+    # a: tp=1 fp=0 fn=1 -> 2/3; b: tp=1 fp=1 fn=0 -> 2/3; c: tp=0 -> 0. None is no label.
+    assert macro_f1(["a", "a", "b", "c"], ["a", "b", "b", None]) == pytest.approx(4 / 9)
+    # A predicted label absent from gold joins the average with F1 0.
+    assert macro_f1(["a", "a"], ["a", "z"]) == pytest.approx((2 / 3 + 0) / 2)
+    assert macro_f1(["a", "b"], ["a", "b"]) == 1.0
+
+
+def test_mae_and_rmse() -> None:
+    assert mae([1.0, 3.0, 5.0], [2.0, 3.0, 3.0]) == pytest.approx(1.0)
+    assert rmse([1.0, 3.0, 5.0], [2.0, 3.0, 3.0]) == pytest.approx(math.sqrt(5 / 3))
+
+
+def test_metrics_reject_mismatched_or_empty_input() -> None:
+    with pytest.raises(ValueError):
+        accuracy(["a"], [])
+    with pytest.raises(ValueError):
+        mae([], [])
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("POLITICS", "POLITICS"),
+        ("  politics. ", "POLITICS"),
+        ('"World   News"', "WORLD NEWS"),
+        ("Category: food & drink", "FOOD & DRINK"),
+        ("It is U.S. NEWS, not politics", "U.S. NEWS"),  # earliest mention wins
+        ("I think this is world news.", "WORLD NEWS"),
+        ("geopolitics", None),  # a label inside another word does not count
+        ("no idea", None),
+        ("", None),
+    ],
+)
+def test_normalize_label(answer: str, expected: str | None) -> None:
+    assert normalize_label(answer, LABELS) == expected
+
+
+def test_normalize_label_prefers_longest_label_at_same_position() -> None:
+    assert normalize_label("world news", ["WORLD", "WORLD NEWS"]) == "WORLD NEWS"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4", 4.0), ("Rating: 3.5 stars", 3.5), ("7 out of 5", 5.0), ("0", 0.5), ("4/5", 4.0), ("five", None), ("", None)],
+)
+def test_parse_rating(text: str, expected: float | None) -> None:
+    assert parse_rating(text, 0.5, 5.0) == expected
+
+
+def test_score_labels_counts_parse_failures() -> None:
+    scores = score_labels(["POLITICS", "WORLD NEWS"], ["politics", "dunno"], LABELS)
+    assert scores.metrics["accuracy"] == 0.5
+    assert scores.parse_failures == 1
+
+
+def test_score_ratings_uses_fallback_for_unparsed_answers() -> None:
+    scores = score_ratings(["4.0", "2.0"], ["5", "no clue"], (0.5, 5.0), [3.0, 3.0])
+    # errors: |4-5| = 1 and |2-3| = 1 (the unparsed answer fell back to 3.0)
+    assert scores.metrics == {"mae": pytest.approx(1.0), "rmse": pytest.approx(1.0)}
+    assert scores.parse_failures == 1
+
+
+def test_score_ratings_rejects_non_numeric_gold() -> None:
+    with pytest.raises(ValueError, match="gold rating"):
+        score_ratings(["great"], ["4"], (1.0, 5.0), [3.0])
