@@ -11,6 +11,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Iterator
 
 import dspy
@@ -45,6 +46,7 @@ class Workspace:
         self.settings = settings if settings is not None else load_settings()
         self._lm = lm
         self._embedder = embedder
+        self._owns_store = True
 
     @classmethod
     def default(cls) -> Workspace:
@@ -54,6 +56,14 @@ class Workspace:
             if _default is None:
                 _default = cls()
             return _default
+
+    def with_home(self, home: Path) -> Workspace:
+        """A workspace with its own files (personas, profiles, traces) under ``home`` that shares
+        this one's LM, embedder and memory store (used to run several methods side by side)."""
+        sibling = Workspace(self.settings.model_copy(update={"home": Path(home)}), lm=self.lm, embedder=self.embedder)
+        sibling.__dict__["store"] = self.store
+        sibling._owns_store = False  # closing the sibling must leave the shared store open
+        return sibling
 
     def __deepcopy__(self, memo: dict) -> Workspace:
         # Programs are deep-copied by optimizers; the store, model and files they point at are
@@ -107,7 +117,8 @@ class Workspace:
     def close(self) -> None:
         """Release the store (and its folder lock)."""
         if "store" in self.__dict__:
-            self.store.close()
+            if self._owns_store:
+                self.store.close()
             del self.__dict__["store"]
             self.__dict__.pop("episodic", None)
             self.__dict__.pop("knowledge", None)

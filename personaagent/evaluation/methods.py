@@ -1,0 +1,179 @@
+"""The LLM methods compared in the paper, as evaluation Methods, all on one workspace's LM.
+
+Each method prepares a user once (ingest the profile into episodic memory; for persona methods,
+seed and align the persona) and then answers that user's queries. The preparation's LM usage is
+charged to the user's first query, so per-query cost includes it. Every method works in its own
+folder (personas, profiles, traces) but shares the LM, the embedder and the memory store.
+
+| method            | persona          | memory | actions | alignment |
+|-------------------|------------------|--------|---------|-----------|
+| non-personalized  | generic          | no     | no      | no        |
+| RAG               | generic          | top-k  | no      | no        |
+| ReAct             | generic          | tool   | ReAct   | no        |
+| MemBank           | profile summary  | top-k  | no      | no        |
+| PersonaAgent      | yes              | top-k  | yes     | yes       |
+| w/o alignment     | seeded only      | top-k  | yes     | no        |
+| w/o persona       | generic          | top-k  | yes     | no        |
+| w/o memory        | yes              | no     | yes     | yes       |
+| w/o action        | yes              | top-k  | no      | yes       |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import dspy
+
+from personaagent.actions import format_memories, search_memories
+from personaagent.agent import PersonaAgent
+from personaagent.evaluation.runner import Prediction
+from personaagent.evaluation.tasks import TaskExample, TaskSpec
+from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.persona import GENERIC_PERSONA, seed_persona_text
+from personaagent.records import AnswerFormat
+from personaagent.runtime.usage import metered
+from personaagent.signatures import response_signature
+from personaagent.workspace import Workspace
+
+__all__ = ["answer_format_for", "LLM_METHODS", "AgentMethod", "ReActMethod", "build_method"]
+
+logger = logging.getLogger(__name__)
+
+
+def answer_format_for(spec: TaskSpec) -> AnswerFormat:
+    """The agent's answer format for a task: a label from the task's set, or a rating."""
+    if spec.kind == "classification":
+        return AnswerFormat(kind="label", labels=spec.labels)
+    low, high = spec.rating_range  # type: ignore[misc]
+    return AnswerFormat(kind="rating", min_rating=low, max_rating=high)
+
+
+class AgentMethod:
+    """A PersonaAgent configuration as an evaluation method.
+
+    Args:
+        name: the method's name in result tables.
+        workspace: this method's own workspace (``Workspace.with_home``).
+        spec: the task.
+        agent_options: PersonaAgent switches (``use_persona``, ``use_memory``, ``use_actions``, ``k``).
+        aligner: the optimizer to align each user's persona with; None skips alignment.
+        seed_persona: seed the persona from the user's profile (False keeps the generic one).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workspace: Workspace,
+        spec: TaskSpec,
+        *,
+        agent_options: dict,
+        aligner=None,
+        seed_persona: bool = True,
+    ) -> None:
+        self.name = name
+        self.workspace = workspace
+        self.answer_format = answer_format_for(spec)
+        self.agent_options = agent_options
+        self.aligner = aligner
+        self.seed_persona = seed_persona
+        self._agents: dict[str, PersonaAgent] = {}
+
+    def _prepare(self, example: TaskExample) -> PersonaAgent:
+        self.workspace.episodic.add(example.profile)
+        agent = PersonaAgent(
+            example.user_id, workspace=self.workspace, answer_format=self.answer_format, **self.agent_options
+        )
+        memories = self.workspace.episodic.history(example.user_id, include_superseded=False)
+        if self.seed_persona:
+            with self.workspace.lm_context():
+                agent.set_persona(seed_persona_text(self.workspace.semantic(example.user_id, memories)))
+        if self.aligner is not None:
+            agent = self.aligner.compile(agent, trainset=examples_from_memories(memories))
+        return agent
+
+    def predict(self, example: TaskExample) -> Prediction:
+        with metered() as meter:
+            agent = self._agents.get(example.user_id)
+            if agent is None:
+                agent = self._agents[example.user_id] = self._prepare(example)
+            try:
+                answer = agent(example.query).answer
+            except Exception as exc:  # an unparseable answer is a parse failure, not a crash
+                logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
+                answer = ""
+        return Prediction(text=str(answer), usage=meter.usage)
+
+
+class ReActMethod:
+    """A ReAct agent (dspy.ReAct) with a generic search tool over the user's history, no persona."""
+
+    def __init__(self, name: str, workspace: Workspace, spec: TaskSpec, *, k: int = 5, max_iters: int = 3) -> None:
+        self.name = name
+        self.workspace = workspace
+        self.answer_format = answer_format_for(spec)
+        self.k = k
+        self.max_iters = max_iters
+
+    def predict(self, example: TaskExample) -> Prediction:
+        workspace, user_id = self.workspace, example.user_id
+        workspace.episodic.add(example.profile)
+
+        def search_history(query: str) -> str:
+            """Search the user's past interactions."""
+            return format_memories(search_memories(workspace.episodic, user_id, query, k=self.k))
+
+        signature = response_signature(self.answer_format).with_instructions(GENERIC_PERSONA)
+        react = dspy.ReAct(signature, tools=[search_history], max_iters=self.max_iters)
+        with metered() as meter, workspace.lm_context():
+            try:
+                answer = react(query=example.query, context="(use the tools)").answer
+            except Exception as exc:
+                logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
+                answer = ""
+        return Prediction(text=str(answer), usage=meter.usage)
+
+
+def _aligner(workspace: Workspace, num_recent: int, iterations: int) -> PersonaAlignment:
+    return PersonaAlignment(
+        num_recent=num_recent, max_iterations=iterations, traces_dir=workspace.settings.traces_dir, save_personas=False
+    )
+
+
+MethodFactory = Callable[[Workspace, TaskSpec, int, int], object]
+
+#: Every LLM method by name: ``factory(workspace, spec, num_recent, iterations)``.
+LLM_METHODS: dict[str, MethodFactory] = {
+    "non-personalized": lambda ws, spec, n, it: AgentMethod(
+        "non-personalized", ws, spec, agent_options=dict(use_persona=False, use_memory=False, use_actions=False),
+        seed_persona=False,
+    ),
+    "RAG": lambda ws, spec, n, it: AgentMethod(
+        "RAG", ws, spec, agent_options=dict(use_persona=False, use_actions=False), seed_persona=False
+    ),
+    "ReAct": lambda ws, spec, n, it: ReActMethod("ReAct", ws, spec),
+    "MemBank": lambda ws, spec, n, it: AgentMethod("MemBank", ws, spec, agent_options=dict(use_actions=False)),
+    "PersonaAgent": lambda ws, spec, n, it: AgentMethod(
+        "PersonaAgent", ws, spec, agent_options={}, aligner=_aligner(ws, n, it)
+    ),
+    "w/o alignment": lambda ws, spec, n, it: AgentMethod("w/o alignment", ws, spec, agent_options={}),
+    "w/o persona": lambda ws, spec, n, it: AgentMethod(
+        "w/o persona", ws, spec, agent_options=dict(use_persona=False), seed_persona=False
+    ),
+    "w/o memory": lambda ws, spec, n, it: AgentMethod(
+        "w/o memory", ws, spec, agent_options=dict(use_memory=False), aligner=_aligner(ws, n, it)
+    ),
+    "w/o action": lambda ws, spec, n, it: AgentMethod(
+        "w/o action", ws, spec, agent_options=dict(use_actions=False), aligner=_aligner(ws, n, it)
+    ),
+}
+
+
+def build_method(name: str, workspace: Workspace, spec: TaskSpec, *, folder: Path, num_recent: int = 3, iterations: int = 1):
+    """One LLM method, working in its own subfolder of ``folder``."""
+    if name not in LLM_METHODS:
+        raise KeyError(f"no method named {name!r}; methods: {', '.join(LLM_METHODS)}")
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    return LLM_METHODS[name](workspace.with_home(folder / slug), spec, num_recent, iterations)
+

@@ -1,0 +1,89 @@
+"""One evaluation run: every requested method, baselines included, on the same users and LM.
+
+The run works in a fresh in-process memory store and its own folder, so evaluating never touches
+a user's real memories or personas. Results are written as ``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from personaagent.config import MEMORY
+from personaagent.evaluation.baselines import baselines_for
+from personaagent.evaluation.methods import LLM_METHODS, build_method
+from personaagent.evaluation.runner import evaluate, format_results_table
+from personaagent.evaluation.tasks import Split, Task
+from personaagent.records import EvalResult
+from personaagent.workspace import Workspace
+
+__all__ = ["BASELINES", "DEFAULT_METHODS", "run_suite"]
+
+logger = logging.getLogger(__name__)
+
+#: Selects every plain non-LLM baseline that fits the task.
+BASELINES = "baselines"
+#: What ``personaagent eval`` runs by default: the baselines and every LLM method.
+DEFAULT_METHODS: tuple[str, ...] = (BASELINES, *LLM_METHODS)
+
+
+def run_suite(
+    task: Task,
+    workspace: Workspace,
+    out_dir: Path,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    split: Split = "test",
+    num_users: int | None = None,
+    num_recent: int = 3,
+    iterations: int = 1,
+    on_result: Callable[[EvalResult], None] | None = None,
+) -> list[EvalResult]:
+    """Evaluate ``methods`` on ``task``'s ``split`` users and write the results table.
+
+    Args:
+        task: a LaMP-style task (``load_task``) or LaMP data turned into a Task.
+        workspace: provides the LM and the embedder; its store and files are not used.
+        out_dir: where results and the methods' traces and personas go.
+        methods: ``"baselines"`` and/or names from ``LLM_METHODS``. Defaults to all.
+        split: ``"test"`` (users never used for tuning) or ``"dev"``. Defaults to "test".
+        num_users: evaluate only the first N users of the split. Defaults to all.
+        num_recent: alignment batch size n. Defaults to 3.
+        iterations: alignment iterations. Defaults to 1.
+        on_result: called with each method's result as soon as it is ready.
+    """
+    unknown = [name for name in methods if name != BASELINES and name not in LLM_METHODS]
+    if unknown:
+        raise KeyError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_METHODS)}")
+    examples = task.examples(split, num_users=num_users)
+    if not examples:
+        raise ValueError(f"task {task.name!r} has no {split} examples")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = workspace.settings.model_copy(update={"home": out_dir, "store": MEMORY})
+    results: list[EvalResult] = []
+    with Workspace(settings, lm=workspace.lm, embedder=workspace.embedder) as run:
+        for name in methods:
+            chosen = (
+                baselines_for(task.spec, task.profile_pool())
+                if name == BASELINES
+                else [build_method(name, run, task.spec, folder=out_dir, num_recent=num_recent, iterations=iterations)]
+            )
+            for method in chosen:
+                logger.info("evaluating %s on %d %s queries", method.name, len(examples), task.name)
+                result = evaluate(examples, method)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+                _write(out_dir, results)
+    return results
+
+
+def _write(out_dir: Path, results: list[EvalResult]) -> None:
+    # Rewritten after every method, so a long run that is stopped keeps what it finished.
+    (out_dir / "results.json").write_text(
+        json.dumps([r.model_dump(mode="json") for r in results], indent=2), encoding="utf-8"
+    )
+    (out_dir / "results.md").write_text(format_results_table(results) + "\n", encoding="utf-8")
