@@ -1,0 +1,8 @@
+from personaagent.runtime.embedder import (
+    Embedder,
+    FastEmbedEmbedder,
+    HashingEmbedder,
+    LocalMiniLMEmbedder,
+    build_embedder,
+)
+from personaagent.runtime.local_lm import LOCAL_MODEL_NAME, LlamaCppEngine, adapter_for, build_lm, packaged_model_path

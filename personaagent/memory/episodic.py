@@ -1,0 +1,190 @@
+"""Episodic memory: each user's past interactions, retrieved by similarity to a new query.
+
+An interaction is embedded by its query text alone. Retrieval asks "when did this user face a
+similar request?", which is a match of a new query against past queries; mixing the response
+in (often just a label such as "[3]" or a rating) would pull vectors toward the answer and
+away from the question being matched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from personaagent.errors import UnknownUser
+from personaagent.memory.store import EPISODIC, SUPERSEDED_FIELD, Hit, MemoryStore, StoredItem
+from personaagent.records import Interaction, Memory, utc_now, validate_user_id
+from personaagent.runtime.embedder import Embedder
+
+__all__ = ["AddReport", "EpisodicMemory"]
+
+logger = logging.getLogger(__name__)
+
+_MEMORY_FIELDS = ("memory_id", "stored_at", SUPERSEDED_FIELD)
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """What an ``add`` did: items newly stored, and items already present (skipped)."""
+
+    added: int
+    duplicates: int
+
+
+def _aware(moment: datetime) -> datetime:
+    # Naive timestamps are read as UTC so they sort against aware ones instead of raising.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _chronological(memory: Memory) -> tuple[bool, datetime, datetime, str]:
+    # Undated interactions come first (treated as oldest); ties fall back to storage order.
+    timestamp = memory.interaction.timestamp
+    dated = _aware(timestamp) if timestamp is not None else _EPOCH
+    return (timestamp is not None, dated, _aware(memory.stored_at), memory.memory_id)
+
+
+class EpisodicMemory:
+    """A user's interactions in the ``"episodic"`` namespace of a memory store.
+
+    Args:
+        store: The memory store. Its embedder name and size must match ``embedder``.
+        embedder: Embeds interaction queries and search queries.
+    """
+
+    def __init__(self, store: MemoryStore, embedder: Embedder) -> None:
+        store.require_embedder(embedder.name, embedder.dim)
+        self.store = store
+        self.embedder = embedder
+
+    @staticmethod
+    def _payload(memory: Memory) -> dict[str, Any]:
+        payload = memory.interaction.model_dump(mode="json")
+        payload.update(memory.model_dump(mode="json", include=set(_MEMORY_FIELDS)))
+        return payload
+
+    @staticmethod
+    def _memory(hit: Hit) -> Memory:
+        payload = hit.payload
+        interaction = Interaction.model_validate({k: payload[k] for k in Interaction.model_fields if k in payload})
+        return Memory(
+            interaction=interaction,
+            memory_id=payload.get("memory_id", hit.id),
+            stored_at=payload["stored_at"],
+            superseded_by=payload.get(SUPERSEDED_FIELD),
+            score=hit.score,
+        )
+
+    def add(self, interactions: Iterable[Interaction]) -> AddReport:
+        """Store interactions, skipping any already stored (an interaction's id is its content hash).
+
+        Re-adding a stored interaction leaves it untouched, so a superseded one stays superseded.
+
+        Returns:
+            How many were added and how many were duplicates (within the input or of stored ones).
+        """
+        by_user: dict[str, dict[str, Interaction]] = {}
+        total = 0
+        for interaction in interactions:
+            total += 1
+            by_user.setdefault(interaction.user_id, {}).setdefault(interaction.interaction_id, interaction)
+        added = 0
+        for user_id, fresh in by_user.items():
+            for hit in self.store.get(EPISODIC, user_id, list(fresh)):
+                fresh.pop(hit.id, None)
+            if not fresh:
+                continue
+            now = utc_now()
+            memories = [Memory(interaction=i, memory_id=mid, stored_at=now) for mid, i in fresh.items()]
+            vectors = self.embedder.embed_batch([m.interaction.query for m in memories])
+            self.store.upsert(
+                EPISODIC,
+                user_id,
+                [StoredItem(id=m.memory_id, vector=v, payload=self._payload(m)) for m, v in zip(memories, vectors)],
+            )
+            added += len(memories)
+        logger.debug("stored %d interactions for %d users (%d duplicates)", added, len(by_user), total - added)
+        return AddReport(added=added, duplicates=total - added)
+
+    def search(self, user_id: str, query: str, k: int = 5) -> list[Memory]:
+        """The ``k`` current (not superseded) memories of this user most similar to ``query``.
+
+        Returns:
+            Memories with ``score`` set, best first; empty for an unknown user.
+        """
+        # Checked here, not only in the store, so a bad id is an InvalidRecord like everywhere else.
+        validate_user_id(user_id)
+        hits = self.store.search(EPISODIC, user_id, self.embedder.embed(query), k)
+        return [self._memory(hit) for hit in hits]
+
+    def get(self, user_id: str, memory_id: str) -> Memory:
+        """One memory of this user by id.
+
+        Raises:
+            UnknownUser: The user has no memory with this id.
+        """
+        validate_user_id(user_id)
+        hits = self.store.get(EPISODIC, user_id, [memory_id])
+        if not hits:
+            raise UnknownUser(f"user {user_id!r} has no memory {memory_id!r}")
+        return self._memory(hits[0])
+
+    def supersede(self, user_id: str, old_memory_id: str, new: Interaction) -> Memory:
+        """Replace a memory with a newer interaction, keeping the old one as history.
+
+        The new interaction is stored (if it is not already) and the old memory is marked
+        ``superseded_by`` the new one's id, so ``search`` and ``latest`` skip it while
+        ``history`` still shows it.
+
+        Returns:
+            The new memory.
+
+        Raises:
+            UnknownUser: The user has no memory ``old_memory_id``.
+            ValueError: ``new`` belongs to another user, or is the old interaction itself.
+        """
+        if new.user_id != user_id:
+            raise ValueError(f"the new interaction belongs to {new.user_id!r}, not {user_id!r}")
+        if new.interaction_id == old_memory_id:
+            raise ValueError("an interaction cannot supersede itself")
+        self.get(user_id, old_memory_id)
+        self.add([new])
+        self.store.set_payload(EPISODIC, user_id, old_memory_id, {SUPERSEDED_FIELD: new.interaction_id})
+        return self.get(user_id, new.interaction_id)
+
+    def history(self, user_id: str, *, include_superseded: bool = True) -> list[Memory]:
+        """All of a user's memories, oldest first; undated interactions come before dated ones.
+
+        Args:
+            include_superseded: Also return superseded memories. Defaults to True.
+        """
+        validate_user_id(user_id)
+        hits = self.store.scroll(EPISODIC, user_id, include_superseded=include_superseded)
+        return sorted((self._memory(hit) for hit in hits), key=_chronological)
+
+    def latest(self, user_id: str, n: int) -> list[Memory]:
+        """The ``n`` most recent current memories, in the same oldest-first order as ``history``."""
+        if n < 1:
+            return []
+        return self.history(user_id, include_superseded=False)[-n:]
+
+    def count(self, user_id: str) -> int:
+        """How many memories the user has, superseded ones included."""
+        validate_user_id(user_id)
+        return self.store.count(EPISODIC, user_id)
+
+    def user_ids(self) -> list[str]:
+        """Every user with at least one memory, sorted."""
+        return self.store.user_ids(EPISODIC)
+
+    def require_user(self, user_id: str) -> None:
+        """Raise if the user has no memories.
+
+        Raises:
+            UnknownUser: No memories are stored for ``user_id``.
+        """
+        if self.count(user_id) == 0:
+            raise UnknownUser(f"no memories for user {user_id!r}; ingest some with `personaagent ingest`")
