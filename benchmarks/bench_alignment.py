@@ -18,7 +18,6 @@ from pathlib import Path
 
 from personaagent.config import Settings
 from personaagent.evaluation import load_task
-from personaagent.evaluation.methods import answer_format_for
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.runtime import HashingEmbedder
 from personaagent.testing import ScriptedLM
@@ -38,7 +37,7 @@ def run(workspace: Workspace, users: list[str], spec, iterations: int) -> tuple[
     aligner = PersonaAlignment(max_iterations=iterations, stop_when_perfect=False, traces_dir=workspace.settings.traces_dir)
     started = time.perf_counter()
     records = compile_users(
-        workspace, users, aligner=aligner, agent_options={"answer_format": answer_format_for(spec)}
+        workspace, users, aligner=aligner, agent_options={"answer_format": spec.answer_format}
     )
     return time.perf_counter() - started, records
 

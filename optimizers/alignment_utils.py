@@ -15,6 +15,7 @@ from typing import Any
 import dspy
 
 from personaagent.records import AnswerFormat, Memory
+from personaagent.signatures import CritiqueAnswer, UpdatePersona
 
 __all__ = [
     "ScoredFeedback",
@@ -160,14 +161,23 @@ def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[st
     return gradient[: max_chars - 3].rstrip() + "...", True
 
 
+def _sentences(text: str) -> list[str]:
+    return [normalize_label(s) for s in re.split(r"(?<=[.!?])\s+", text) if len(s) >= 30]
+
+
+#: Sentences of the critique and update prompts' own instructions. A small model asked to rewrite
+#: the persona sometimes echoes its instructions back; that text is no persona.
+_PROMPT_SENTENCES = tuple(_sentences(CritiqueAnswer.instructions) + _sentences(UpdatePersona.instructions))
+
 _SCAFFOLDING = re.compile(r"\[\[ ## \w+ ## \]\]|^\s*[{\[]|your output fields|new_persona", re.IGNORECASE)
 
 
 def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: int, max_chars: int) -> str | None:
     """Why ``candidate`` must not become the persona, or None if it may.
 
-    A tiny or confused model can return an empty string, its prompt's scaffolding, JSON, or a
-    copy of the feedback instead of a persona; none of those may replace a working persona.
+    A tiny or confused model can return an empty string, its prompt's scaffolding, JSON, a copy of
+    the feedback, or its own instructions instead of a persona; none of those may replace a
+    working persona.
     """
     text = candidate.strip()
     if len(text) < min_chars:
@@ -178,6 +188,9 @@ def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: 
         return "edit contains prompt scaffolding or JSON, not a persona"
     if gradient and normalize_label(text) in normalize_label(gradient):
         return "edit copies the critique instead of rewriting the persona"
+    if any(sentence in normalize_label(text) for sentence in _PROMPT_SENTENCES):
+        # Without this check such an echo passes whenever the gate sees a tie (e.g. 0 -> 0).
+        return "edit repeats the optimizer's instructions instead of rewriting the persona"
     if normalize_label(text) == normalize_label(previous):
         return "edit is identical to the current persona"
     return None

@@ -237,6 +237,13 @@ class PersonaAlignment(Teleprompter):
                 if self._over_budget(total):
                     status = "budget_exhausted"
                     break
+                if all(item.failed for item in simulated):
+                    # No answer to compare with the truth: critiques of "(no answer)" would be
+                    # noise, and the gate (0 -> 0, no more failures) would let any edit through.
+                    writer.write(
+                        StepSkipped(**event, iteration=iteration, step="critique", error="every simulation failed")
+                    )
+                    break
                 iterations_run = iteration
                 # STEP 2: critique each simulated answer against the truth (the textual loss).
                 logger.info("user %r: iteration %d: critiquing", user_id, iteration)

@@ -64,7 +64,12 @@ def write_new(path: Path, record: BaseModel) -> bool:
 def append_line(path: Path, record: BaseModel) -> None:
     """Append one JSON line; a crash can at worst leave a last partial line, which readers skip."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(record.model_dump_json() + "\n")
+    line = (record.model_dump_json() + "\n").encode("utf-8")
+    with open(path, "a+b") as handle:
+        # A torn last line (a kill mid-append) has no newline: end it first, or this record would
+        # be glued onto the fragment and be unreadable too (a manifest would redo the user forever).
+        if handle.seek(0, os.SEEK_END) and (handle.seek(-1, os.SEEK_END), handle.read(1))[1] != b"\n":
+            line = b"\n" + line
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())

@@ -11,10 +11,12 @@ followed by each one's fixed task instructions. The alignment optimizer edits ex
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
 from personaagent.actions import (
@@ -225,6 +227,15 @@ class PersonaAgent(dspy.Module):
         Returns:
             ``Prediction(answer, used_tools, retrieved)``: the typed answer, the tool calls made
             (``ToolCall`` records), and the retrieved ``Memory`` records.
+
+        Raises:
+            dspy.utils.exceptions.LMError: An LM call failed (DSPy has already retried rate
+                limits, timeouts and server errors with backoff); e.g. ``LMRateLimitError``,
+                ``ContextWindowExceededError``.
+            dspy.utils.exceptions.AdapterParseError: The LM's tool choice or answer does not
+                parse as the answer format (a label outside the set, a non-numeric or
+                non-finite rating). The agent never makes up an answer: callers that must go on
+                (the optimizer, the evaluation) catch this and score the item as failed.
         """
         self._check_query(query)
         episodic = self.workspace.episodic
@@ -250,5 +261,10 @@ class PersonaAgent(dspy.Module):
                     context += f"\n[{call.name}] {call.observation}"
             answer = self.respond(query=query, context=context).answer
         if self.answer_format.kind == "rating":
+            if not math.isfinite(float(answer)):
+                # "nan" and "inf" parse as floats; nan even slips through the clamping below.
+                raise AdapterParseError(
+                    type(self).__name__, self.respond.signature, str(answer), message="the rating is not a finite number"
+                )
             answer = min(max(float(answer), self.answer_format.min_rating), self.answer_format.max_rating)
         return dspy.Prediction(answer=answer, used_tools=used_tools, retrieved=retrieved)

@@ -7,15 +7,18 @@ to make answers depend on the persona, so the alignment gate can be exercised fo
 
 from __future__ import annotations
 
+import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dspy.utils import DummyLM
+from dspy.utils.exceptions import LMRateLimitError
 
-__all__ = ["ScriptedLM", "LMRequest"]
+__all__ = ["ScriptedLM", "LMRequest", "flaky"]
 
 _OUTPUT_SECTION = re.compile(r"Your output fields are:\n(.*?)(?:\n[A-Z]|\Z)", re.DOTALL)
 _FIELD_NAME = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
@@ -37,14 +40,16 @@ class ScriptedLM(DummyLM):
     """A DummyLM that answers with ``script(request) -> {output field: value}``.
 
     Args:
-        script: called for every LM call with an LMRequest; returns the output fields' values.
-            It may raise to simulate a provider failure.
+        script: called for every LM call with an LMRequest; returns the output fields' values,
+            or a string that is returned verbatim as the whole completion (to simulate garbage or
+            unparseable output). It may raise to simulate a provider failure, e.g. DSPy's
+            ``LMRateLimitError``, which DSPy retries like a real provider's.
 
     Examples:
         >>> lm = ScriptedLM(lambda r: {"answer": "SPORTS"} if r.asks_for("answer") else {})  # doctest: +SKIP
     """
 
-    def __init__(self, script: Callable[[LMRequest], dict[str, Any]]) -> None:
+    def __init__(self, script: Callable[[LMRequest], dict[str, Any] | str]) -> None:
         super().__init__([], follow_examples=True)
         self.script = script
         self.requests: list[LMRequest] = []
@@ -59,4 +64,35 @@ class ScriptedLM(DummyLM):
         request = LMRequest(output_fields=outputs, system=system, user=user)
         with self._lock:
             self.requests.append(request)
-        return self._format_answer_fields(self.script(request))
+        reply = self.script(request)
+        return reply if isinstance(reply, str) else self._format_answer_fields(reply)
+
+
+def flaky(
+    script: Callable[[LMRequest], dict[str, Any] | str],
+    *,
+    failure_rate: float,
+    max_latency: float = 0.0,
+    seed: int = 0,
+) -> Callable[[LMRequest], dict[str, Any] | str]:
+    """Wrap a ScriptedLM script so calls are slow and some fail, as a loaded provider's do.
+
+    Each call first sleeps a random 0..``max_latency`` seconds; a ``failure_rate`` share of calls
+    then fails, in turn as a rate limit (which DSPy retries), a crash, or an empty reply (which
+    does not parse). Draws come from one seeded generator, so a single-threaded run repeats.
+    """
+    rng = random.Random(seed)
+    lock = threading.Lock()
+    faults = (lambda: LMRateLimitError("429 too many requests", retry_after=0), lambda: RuntimeError("engine crashed"))
+
+    def wrapped(request: LMRequest) -> dict[str, Any] | str:
+        with lock:
+            latency, roll, kind = rng.uniform(0.0, max_latency), rng.random(), rng.randrange(3)
+        time.sleep(latency)
+        if roll < failure_rate:
+            if kind == 2:
+                return ""
+            raise faults[kind]()
+        return script(request)
+
+    return wrapped

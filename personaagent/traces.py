@@ -7,17 +7,30 @@ time, so a killed run leaves every complete event readable; a torn last line is 
 from __future__ import annotations
 
 import logging
+import textwrap
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
 from personaagent._files import append_line, user_dirname
-from personaagent.records import CompileFinished, CompileStarted, Gated, TraceEvent
+from personaagent.records import (
+    Aggregated,
+    CompileFinished,
+    CompileStarted,
+    Critiqued,
+    Edited,
+    Gated,
+    LMUsage,
+    Simulated,
+    StepSkipped,
+    TraceEvent,
+    validate_user_id,
+)
 
-__all__ = ["new_run_id", "TraceWriter", "TraceReader", "UserTrace"]
+__all__ = ["new_run_id", "TraceWriter", "TraceReader", "UserTrace", "IterationView", "format_trace"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +53,45 @@ class TraceWriter:
         self.events.append(event)
         if self.path is not None:
             append_line(self.path, event)
+
+
+@dataclass
+class IterationView:
+    """One alignment iteration, assembled from its events for display.
+
+    Attributes:
+        number: 1-based iteration.
+        answers: the simulated answers the critiques are about (the persona in force).
+        critiques: one per answer that was critiqued.
+        gradient: the aggregated critiques, if the iteration got that far.
+        edit: the persona rewrite, if the LM gave a usable one.
+        trial: answers re-simulated with the edited persona (what the gate scored).
+        gate: whether the edit was kept, and why.
+        skipped: steps that failed or were cut by the budget.
+        usage: LM cost of the iteration's steps.
+    """
+
+    number: int
+    answers: list[Simulated] = field(default_factory=list)
+    critiques: list[Critiqued] = field(default_factory=list)
+    gradient: Aggregated | None = None
+    edit: Edited | None = None
+    trial: list[Simulated] = field(default_factory=list)
+    gate: Gated | None = None
+    skipped: list[StepSkipped] = field(default_factory=list)
+    usage: LMUsage = field(default_factory=LMUsage)
+
+    @property
+    def in_gate(self) -> bool:
+        """An edit was made and its gate verdict is still to come."""
+        return self.edit is not None and self.gate is None
+
+    @property
+    def score_after(self) -> float | None:
+        """The score of the persona this iteration leaves in force (None without a gate)."""
+        if self.gate is None:
+            return None
+        return self.gate.score_after if self.gate.accepted else self.gate.score_before
 
 
 @dataclass(frozen=True)
@@ -68,6 +120,118 @@ class UserTrace:
         for event in self.events:
             grouped.setdefault(event.iteration, []).append(event)
         return grouped
+
+    def iteration_views(self) -> list[IterationView]:
+        """The run's iterations, each with the answers it critiqued and the gate's re-answers.
+
+        The optimizer numbers the gate's simulations as the *next* iteration (they are the answers
+        that iteration starts from), so events are assigned by position instead: everything
+        between an edit and its gate verdict belongs to the edit's iteration.
+        """
+        views: list[IterationView] = []
+        current: IterationView | None = None
+        for event in self.events:
+            if isinstance(event, (CompileStarted, CompileFinished)):
+                continue
+            if current is None or not (current.in_gate or event.iteration == current.number):
+                current = IterationView(number=event.iteration, answers=_next_answers(current))
+                views.append(current)
+            if not isinstance(event, Gated):  # a gate's usage repeats its trial simulations'
+                current.usage = current.usage + event.usage
+            if isinstance(event, Simulated):
+                (current.trial if current.in_gate else current.answers).append(event)
+            elif isinstance(event, Critiqued):
+                current.critiques.append(event)
+            elif isinstance(event, Aggregated):
+                current.gradient = event
+            elif isinstance(event, Edited):
+                current.edit = event
+            elif isinstance(event, Gated):
+                current.gate = event
+            elif isinstance(event, StepSkipped):
+                current.skipped.append(event)
+        return views
+
+    def score_curve(self) -> list[tuple[int, float]]:
+        """``(iteration, score)`` points: the initial score at 0, then the score after each gate."""
+        views = self.iteration_views()
+        initial = self.finished.score_initial if self.finished else None
+        if initial is None and views and views[0].answers:
+            initial = sum(s.score for s in views[0].answers) / len(views[0].answers)
+        points = [(0, initial)] if initial is not None else []
+        points += [(view.number, view.score_after) for view in views if view.score_after is not None]
+        return points
+
+
+def _next_answers(previous: IterationView | None) -> list[Simulated]:
+    # An accepted edit's trial answers are what the next iteration critiques; a rejected edit
+    # leaves the previous answers in force.
+    if previous is None:
+        return []
+    if previous.gate is not None and previous.gate.accepted and previous.trial:
+        return list(previous.trial)
+    return list(previous.answers)
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _indent(text: str, prefix: str = "      ") -> str:
+    return textwrap.indent(text.strip() or "(empty)", prefix)
+
+
+def format_trace(trace: UserTrace, *, query_chars: int = 90) -> str:
+    """One user's alignment run as plain text for a terminal, iteration by iteration.
+
+    Args:
+        trace: the user's events in one run.
+        query_chars: longest query shown per simulated answer.
+    """
+    lines = [f"User {trace.user_id!r} in run {trace.run_id}"]
+    started = trace.started
+    if started is not None:
+        version = f"v{started.persona_version}" if started.persona_version else "the seed persona"
+        lines.append(f"  started from {version}, {len(started.batch_ids)} recent interactions")
+        lines.append(_indent(started.persona_text, "    | "))
+    for view in trace.iteration_views():
+        lines.append(f"  Iteration {view.number}")
+        critiques = {c.interaction_id: c for c in view.critiques}
+        for sim in view.answers:
+            lines.append(f"    [{sim.score:.2f}] answered {_short(sim.simulated, 40)!r}, "
+                         f"user said {_short(sim.truth, 40)!r}: {_short(sim.query, query_chars)}")
+            if sim.interaction_id in critiques:
+                lines.append(f"      critique: {_short(critiques[sim.interaction_id].critique, 300)}")
+        if view.gradient is not None:
+            note = ", truncated" if view.gradient.truncated else ""
+            lines.append(f"    gradient ({view.gradient.num_critiques} critiques{note}):")
+            lines.append(_indent(view.gradient.gradient))
+        if view.edit is not None:
+            lines.append("    persona diff:")
+            lines.append(_indent(view.edit.diff))
+        if view.trial:
+            scores = ", ".join(f"{sim.score:.2f}" for sim in view.trial)
+            lines.append(f"    edited persona re-answered: {scores}")
+        if view.gate is not None:
+            verdict = "accepted" if view.gate.accepted else "rejected"
+            version = f", saved as v{view.gate.persona_version}" if view.gate.persona_version else ""
+            lines.append(f"    gate: {verdict} ({view.gate.reason}){version}; "
+                         f"score {view.gate.score_before:.3f} -> {view.gate.score_after:.3f}")
+        for skipped in view.skipped:
+            lines.append(f"    skipped {skipped.step}: {_short(skipped.error, 200)}")
+        lines.append(f"    LM: {view.usage.calls} calls, {view.usage.tokens} tokens, {view.usage.seconds:.1f} s")
+    finished = trace.finished
+    if finished is None:
+        lines.append("  (no finish event: the run was interrupted or is still going)")
+    else:
+        version = f"v{finished.persona_version}" if finished.persona_version else "none"
+        lines.append(
+            f"  finished: {finished.status}, score {finished.score_initial:.3f} -> {finished.score_final:.3f}, "
+            f"persona {version}, {finished.iterations} iteration(s), {finished.usage.calls} LM calls, "
+            f"{finished.usage.tokens} tokens, {finished.usage.seconds:.1f} s"
+        )
+    return "\n".join(lines)
 
 
 class TraceReader:
@@ -113,7 +277,7 @@ class TraceReader:
 
     def user(self, run_id: str, user_id: str) -> UserTrace:
         """One user's trace in one run; KeyError if absent."""
-        path = self.traces_dir / run_id / f"{user_dirname(user_id)}.jsonl"
+        path = self.traces_dir / run_id / f"{user_dirname(validate_user_id(user_id))}.jsonl"
         if not path.is_file():
             raise KeyError(f"run {run_id!r} has no trace for user {user_id!r}")
         return UserTrace(run_id=run_id, user_id=user_id, events=self.read_file(path))

@@ -110,16 +110,16 @@ class CritiqueAnswer(dspy.Signature):
     assistant_answer: str = dspy.InputField(desc="what the assistant answered with this persona")
     user_answer: str = dspy.InputField(desc="what the user actually answered (the truth)")
     feedback: str = dspy.InputField(desc="the task metric's verdict on the assistant answer")
-    critique: str = dspy.OutputField(desc="how the persona should change, about the user")
+    critique: str = dspy.OutputField(desc="how the persona should change, about the user, in at most 40 words")
 
 
 class UpdatePersona(dspy.Signature):
     """Rewrite the persona (the system prompt of an assistant that answers as a specific user) so
     it follows the feedback. Keep what the feedback says is right, add what it says is missing,
     fix what it says is wrong. Write it in second person ("You ..."), as instructions about the
-    user's preferences and habits, in at most 150 words. Do not copy the feedback verbatim and do
+    user's preferences and habits, in at most 100 words. Do not copy the feedback verbatim and do
     not mention single items."""
 
     persona: str = dspy.InputField(desc="the current persona")
     feedback: str = dspy.InputField(desc="aggregated feedback from recent interactions")
-    new_persona: str = dspy.OutputField(desc="the rewritten persona")
+    new_persona: str = dspy.OutputField(desc="the rewritten persona, at most 100 words")

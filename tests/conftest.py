@@ -59,7 +59,8 @@ CLI_LM_FIELDS = {
 
 #: A small history: one user, mostly politics, so the DummyLM's "sports" is often wrong.
 CLI_HISTORY = [
-    {"user_id": "alice", "query": f"{topic} story number {n}", "response": label, "timestamp": f"2024-01-0{n}T00:00:00Z"}
+    {"user_id": "alice", "query": f"{topic} story number {n}", "response": label,
+     "timestamp": f"2024-01-0{n}T00:00:00Z"}
     for n, (topic, label) in enumerate(
         [("Senate vote", "politics"), ("Cup final", "sports"), ("Election poll", "politics"),
          ("Budget bill", "politics"), ("Governor race", "politics")],

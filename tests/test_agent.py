@@ -120,3 +120,13 @@ def test_rating_answers_are_clamped_to_the_scale(tmp_path, hashing_embedder):
         agent = PersonaAgent("u", workspace=ws, answer_format=AnswerFormat(kind="rating"), use_actions=False)
         agent.observe("Heat (1995)", "4.5")
         assert agent("Ronin (1998)").answer == 5.0
+
+
+@pytest.mark.parametrize("garbage", ["{profile}", "[[ ## profile ## ]]", '{"profile": "x"}', "User."])
+def test_a_garbage_profile_is_not_saved_and_does_not_reach_the_persona(tmp_path, hashing_embedder, garbage):
+    lm = ScriptedLM(lambda r: {"profile": garbage})
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
+        agent = fill(ws, "alice", [("pasta", "FOOD")])
+        persona = agent.seed_persona()
+        assert garbage not in persona.text
+        assert ws.semantic.get("alice") is None

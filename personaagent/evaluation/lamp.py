@@ -12,6 +12,7 @@ dropped, and the valid records of the same file are kept.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import re
@@ -272,11 +273,15 @@ def read_interactions(path: Path) -> tuple[list[Interaction], list[Skipped]]:
     if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise InvalidRecord(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .csv")
     try:
-        text = path.read_text(encoding="utf-8")
+        # Text mode would turn a "\r" inside a quoted CSV field into "\n"; the csv module reads
+        # line ends itself (open(newline="")), and JSON files get universal newlines below.
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise InvalidRecord(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise InvalidRecord(f"{path}: not UTF-8 text: {exc}") from None
+    if suffix != ".csv":
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
 
     if suffix == ".csv":
         records = _csv_records(text, path)
@@ -305,7 +310,9 @@ def _too_long(line: int, size: int) -> Skipped:
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters that
+    # are legal inside a JSON string, which cut valid records in two and shifted line numbers.
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         if len(line) > MAX_RECORD_CHARS:
@@ -341,8 +348,8 @@ def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skip
 
 
 def _csv_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
-    lines = text.splitlines(keepends=True)
-    reader = csv.reader(lines)
+    # newline="" as the csv module asks: lines end at \n, \r or \r\n only, never at U+2028 & co.
+    reader = csv.reader(io.StringIO(text, newline=""))
     limit = csv.field_size_limit()
     # A huge field must reach our length check instead of aborting the whole file.
     csv.field_size_limit(max(limit, len(text) + 1))

@@ -32,22 +32,13 @@ from personaagent.evaluation.runner import Prediction
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.optimizers import PersonaAlignment, examples_from_memories
 from personaagent.persona import GENERIC_PERSONA, seed_persona_text
-from personaagent.records import AnswerFormat
 from personaagent.runtime.usage import metered
 from personaagent.signatures import response_signature
 from personaagent.workspace import Workspace
 
-__all__ = ["answer_format_for", "LLM_METHODS", "AgentMethod", "ReActMethod", "build_method"]
+__all__ = ["LLM_METHODS", "AgentMethod", "ReActMethod", "build_method"]
 
 logger = logging.getLogger(__name__)
-
-
-def answer_format_for(spec: TaskSpec) -> AnswerFormat:
-    """The agent's answer format for a task: a label from the task's set, or a rating."""
-    if spec.kind == "classification":
-        return AnswerFormat(kind="label", labels=spec.labels)
-    low, high = spec.rating_range  # type: ignore[misc]
-    return AnswerFormat(kind="rating", min_rating=low, max_rating=high)
 
 
 class AgentMethod:
@@ -74,7 +65,7 @@ class AgentMethod:
     ) -> None:
         self.name = name
         self.workspace = workspace
-        self.answer_format = answer_format_for(spec)
+        self.answer_format = spec.answer_format
         self.agent_options = agent_options
         self.aligner = aligner
         self.seed_persona = seed_persona
@@ -112,7 +103,7 @@ class ReActMethod:
     def __init__(self, name: str, workspace: Workspace, spec: TaskSpec, *, k: int = 5, max_iters: int = 3) -> None:
         self.name = name
         self.workspace = workspace
-        self.answer_format = answer_format_for(spec)
+        self.answer_format = spec.answer_format
         self.k = k
         self.max_iters = max_iters
 

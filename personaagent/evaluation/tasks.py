@@ -33,7 +33,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from personaagent.errors import InvalidRecord, UnknownTask
-from personaagent.records import Interaction, MetadataValue
+from personaagent.records import AnswerFormat, Interaction, MetadataValue
 
 __all__ = [
     "TASK_NAMES",
@@ -80,6 +80,14 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     rating_range: tuple[float, float] | None = None
     description: str = ""
+
+    @property
+    def answer_format(self) -> AnswerFormat:
+        """What an agent's answer must look like: one of the labels, or a rating in the range."""
+        if self.kind == "classification":
+            return AnswerFormat(kind="label", labels=self.labels)
+        low, high = self.rating_range  # type: ignore[misc]  # __post_init__ guarantees a range
+        return AnswerFormat(kind="rating", min_rating=low, max_rating=high)
 
     def __post_init__(self) -> None:
         if self.kind == "classification" and not self.labels:

