@@ -14,6 +14,7 @@ from typing import Any
 
 import dspy
 
+from personaagent.guards import scaffolding_problem
 from personaagent.records import AnswerFormat, Memory
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 
@@ -169,7 +170,6 @@ def _sentences(text: str) -> list[str]:
 #: the persona sometimes echoes its instructions back; that text is no persona.
 _PROMPT_SENTENCES = tuple(_sentences(CritiqueAnswer.instructions) + _sentences(UpdatePersona.instructions))
 
-_SCAFFOLDING = re.compile(r"\[\[ ## \w+ ## \]\]|^\s*[{\[]|your output fields|new_persona", re.IGNORECASE)
 
 
 def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: int, max_chars: int) -> str | None:
@@ -184,7 +184,7 @@ def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: 
         return f"edit is too short ({len(text)} characters, minimum {min_chars})"
     if len(text) > max_chars:
         return f"edit is too long ({len(text)} characters, maximum {max_chars})"
-    if _SCAFFOLDING.search(text):
+    if scaffolding_problem(text) or "new_persona" in text:
         return "edit contains prompt scaffolding or JSON, not a persona"
     if gradient and normalize_label(text) in normalize_label(gradient):
         return "edit copies the critique instead of rewriting the persona"

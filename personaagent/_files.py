@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-__all__ = ["user_dirname", "write_atomic", "write_new", "append_line"]
+__all__ = ["user_dirname", "write_atomic", "write_bytes_atomic", "write_new", "append_line"]
 
 
 def user_dirname(user_id: str) -> str:
@@ -41,8 +41,12 @@ def _temp_with(path: Path, data: bytes) -> str:
 
 def write_atomic(path: Path, record: BaseModel) -> None:
     """Write ``record`` as JSON to ``path``, replacing any previous file atomically."""
-    tmp = _temp_with(path, record.model_dump_json(indent=2).encode("utf-8"))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, record.model_dump_json(indent=2).encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, replacing any previous file atomically."""
+    os.replace(_temp_with(path, data), path)
 
 
 def write_new(path: Path, record: BaseModel) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import portalocker
 
+from personaagent._files import write_bytes_atomic
 from personaagent.config import MEMORY
 from personaagent.errors import EmbeddingMismatch, StoreError, StoreLocked
 from personaagent.records import validate_user_id
@@ -291,13 +292,18 @@ class EdgeStore(MemoryStore):
         meta_path = self.path / self.META_FILE
         wanted = {"schema_version": STORE_SCHEMA_VERSION, "embedder": self.embedder_name, "dim": self.dim}
         if not meta_path.exists():
-            leftovers = [p.name for p in self.path.iterdir() if p.name != self.LOCK_FILE]
+            # A temporary file of an interrupted first open is not someone else's data.
+            leftovers = [
+                p.name
+                for p in self.path.iterdir()
+                if p.name != self.LOCK_FILE and not p.name.startswith(f".{self.META_FILE}.")
+            ]
             if leftovers:
                 raise StoreError(
                     f"{self.path} is not a personaagent memory store (no {self.META_FILE}, but it holds "
                     f"{', '.join(sorted(leftovers)[:3])}); choose an empty or new folder"
                 )
-            meta_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+            write_bytes_atomic(meta_path, (json.dumps(wanted, indent=2) + "\n").encode("utf-8"))
             return
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
