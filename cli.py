@@ -23,9 +23,10 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
-from personaagent.evaluation import TASK_NAMES, load_task, read_interactions
+from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_interactions
+from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.optimizers import PersonaAlignment, compile_users
-from personaagent.records import AnswerFormat, UserCompileRecord, validate_user_id
+from personaagent.records import AnswerFormat, EvalResult, UserCompileRecord, validate_user_id
 from personaagent.report import render_report
 from personaagent.traces import TraceReader, format_trace, new_run_id
 from personaagent.workspace import Workspace
@@ -385,8 +386,60 @@ def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: 
         click.echo(f"  [{memory.score or 0:.2f}] {query_text[:70]} => {memory.interaction.response[:30]}", err=True)
 
 
-# `eval` (quality and cost of PersonaAgent and the baselines on a task) goes here once the
-# evaluation runner is finished.
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+@cli.command(name="eval")
+@click.option("--task", "task_name", type=click.Choice(TASK_NAMES), required=True, help="The LaMP-style sample task.")
+@click.option("--split", type=click.Choice(["test", "dev"]), default="test", show_default=True,
+              help="test: users never used for tuning; dev: users for tuning.")
+@click.option("--users", type=click.IntRange(min=1), help="Evaluate only the first N users of the split.")
+@click.option("--queries-per-user", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Latest interactions of each user held out as queries.")
+@click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
+              help="Comma-separated: 'baselines' and/or LLM methods.")
+@click.option("--recent", type=click.IntRange(min=1), default=3, show_default=True, help="Alignment batch size n.")
+@click.option("--iterations", type=click.IntRange(min=1), default=1, show_default=True, help="Alignment iterations.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results.md, results.json and traces. Defaults to <home>/eval/<run id>.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def eval_(ctx: click.Context, task_name: str, split: str, users: int | None, queries_per_user: int, methods: str,
+          recent: int, iterations: int, out: Path | None, as_json: bool):
+    """Measure PersonaAgent, its ablations, the paper's baselines and plain non-LLM baselines.
+
+    All methods answer the same held-out queries of the same users with the same LM; each user's
+    earlier interactions are the only history any method sees. Quality (accuracy and macro-F1,
+    or MAE and RMSE) is printed beside cost (LM calls, tokens and seconds per query).
+
+    \b
+    Example:
+        personaagent eval --task news --users 10
+        personaagent eval --task ratings --methods baselines,RAG,PersonaAgent --json
+    """
+    workspace = _session(ctx).workspace
+    out = out or workspace.settings.home / "eval" / new_run_id()
+    task = load_task(task_name, queries_per_user=queries_per_user)
+    chosen = [name.strip() for name in methods.split(",") if name.strip()]
+    with click.progressbar(length=len(chosen), label=f"Evaluating on {task_name}", file=sys.stderr,
+                           item_show_func=lambda result: result.method if result else None) as bar:
+        finished: set[str] = set()
+
+        def done(result: EvalResult) -> None:
+            # "baselines" yields several results; the bar advances once per requested name.
+            name = result.method if result.method in chosen else BASELINES
+            bar.update(0 if name in finished else 1, result)
+            finished.add(name)
+
+        results = run_suite(
+            task, workspace, out, methods=chosen, split=split, num_users=users, num_recent=recent,
+            iterations=iterations, on_result=done,
+        )
+    if as_json:
+        _echo_json({"out": str(out), "results": [r.model_dump(mode="json") for r in results]})
+    else:
+        click.echo(format_results_table(results))
+        click.echo(f"\nResults and traces: {out}")
 
 
 # --- personas -------------------------------------------------------------------------------------
