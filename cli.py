@@ -193,7 +193,7 @@ def cli(ctx: click.Context, home: Path | None, lm: str | None, embedder: str | N
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--user", "user_id", help="Store every interaction under this user id (replacing the file's).")
+@click.option("--user", "user_id", help="The user of records without a user_id (a CSV may then lack the column).")
 @click.pass_context
 def ingest(ctx: click.Context, file: Path, user_id: str | None):
     """Add interactions from FILE (.jsonl, .json or .csv) to episodic memory.
@@ -205,12 +205,11 @@ def ingest(ctx: click.Context, file: Path, user_id: str | None):
     \b
     Example:
         personaagent ingest history.jsonl
-        personaagent ingest ratings.csv --user alice
+        personaagent ingest my-ratings.csv --user alice
     """
-    interactions, skipped = read_interactions(file)
-    if user_id is not None:
-        user_id = validate_user_id(user_id)
-        interactions = [i.model_copy(update={"user_id": user_id}) for i in interactions]
+    interactions, skipped = read_interactions(
+        file, default_user_id=validate_user_id(user_id) if user_id is not None else None
+    )
     for problem in skipped:
         click.echo(f"{file}: {problem}", err=True)
     report = _session(ctx).workspace.episodic.add(interactions)

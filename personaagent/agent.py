@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from pydantic import ValidationError
 
 from personaagent.actions import (
@@ -54,6 +55,18 @@ _CHARS_PER_TOKEN = 3
 def compose_instructions(persona_text: str, task: str) -> str:
     """Persona first (the system prompt), then the predictor's fixed task instructions."""
     return f"{persona_text.strip()}\n\n{task}"
+
+
+@contextmanager
+def _context_overflow_as_query_too_long() -> Iterator[None]:
+    # The length check before the call is an estimate; the model's own count is the truth.
+    try:
+        yield
+    except ContextWindowExceededError as exc:
+        raise QueryTooLong(
+            f"the prompt (persona, memories and query) does not fit the model's context: {exc}. "
+            "Shorten the query, lower k, or raise PERSONAAGENT_LOCAL_CONTEXT_TOKENS."
+        ) from None
 
 
 class PersonaAgent(dspy.Module):
@@ -244,7 +257,7 @@ class PersonaAgent(dspy.Module):
             retrieved = search_memories(episodic, self.user_id, query, k=self.k, before=before, exclude_ids=exclude_ids)
         context = format_memories(retrieved) if self.use_memory else "(memory not used)"
         used_tools = []
-        with self.workspace.lm_context():
+        with self.workspace.lm_context(), _context_overflow_as_query_too_long():
             if self.use_actions:
                 tools = builtin_tools(
                     self.user_id,

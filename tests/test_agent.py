@@ -130,3 +130,15 @@ def test_a_garbage_profile_is_not_saved_and_does_not_reach_the_persona(tmp_path,
         persona = agent.seed_persona()
         assert garbage not in persona.text
         assert ws.semantic.get("alice") is None
+
+
+def test_a_context_overflow_becomes_query_too_long(tmp_path, hashing_embedder):
+    from dspy.utils.exceptions import ContextWindowExceededError
+
+    def overflow(request):
+        raise ContextWindowExceededError(model="local", message="prompt 3000 tokens > 2048")
+
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=ScriptedLM(overflow), embedder=hashing_embedder) as ws:
+        agent = fill(ws, "alice", [("pasta", "FOOD")])
+        with pytest.raises(QueryTooLong, match="does not fit the model's context"):
+            agent("a question")

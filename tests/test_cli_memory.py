@@ -42,11 +42,27 @@ def test_ingest_with_only_bad_lines_fails(invoke, tmp_path: Path) -> None:
     assert "Error: no valid interaction" in result.stderr
 
 
-def test_ingest_user_option_sets_the_user(invoke, history_file: Path, cli_workspace) -> None:
+def test_ingest_user_option_fills_in_missing_user_ids(invoke, tmp_path: Path, cli_workspace) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("query,response\nRate: Heat (1995),4.5\nRate: Ronin (1998),4\n", encoding="utf-8")
+    result = invoke("ingest", str(path), "--user", "bob")
+    assert result.exit_code == 0, result.output
+    assert cli_workspace.episodic.count("bob") == 2
+
+
+def test_ingest_user_option_keeps_the_files_own_user_ids(invoke, history_file: Path, cli_workspace) -> None:
     result = invoke("ingest", str(history_file), "--user", "bob")
     assert result.exit_code == 0, result.output
-    assert cli_workspace.episodic.count("bob") == 5
-    assert cli_workspace.episodic.count("alice") == 0
+    assert cli_workspace.episodic.count("alice") == 5
+    assert cli_workspace.episodic.count("bob") == 0
+
+
+def test_csv_without_user_column_needs_the_user_option(invoke, tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("query,response\nRate: Heat (1995),4.5\n", encoding="utf-8")
+    result = invoke("ingest", str(path))
+    assert result.exit_code == 1
+    assert "CSV header lacks column(s) user_id" in result.stderr
 
 
 def test_ingest_csv(invoke, tmp_path: Path, cli_workspace) -> None:

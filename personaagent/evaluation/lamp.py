@@ -250,7 +250,7 @@ _REQUIRED = ("user_id", "query", "response")
 _CORE = {"user_id", "query", "response", "timestamp", "metadata", "schema_version"}
 
 
-def read_interactions(path: Path) -> tuple[list[Interaction], list[Skipped]]:
+def read_interactions(path: Path, *, default_user_id: str | None = None) -> tuple[list[Interaction], list[Skipped]]:
     """Read interactions from a ``.jsonl``/``.ndjson``, ``.json`` or ``.csv`` file.
 
     Each record needs ``user_id``, ``query`` and ``response`` and may have ``timestamp`` (ISO 8601
@@ -259,6 +259,11 @@ def read_interactions(path: Path) -> tuple[list[Interaction], list[Skipped]]:
     is merged in too. A numeric ``response`` (a rating) is read as its text.
 
     A ``.json`` file is a list of records, or JSON Lines if it does not start with ``[``.
+
+    Args:
+        path: the file.
+        default_user_id: the user of records that have no ``user_id`` (a CSV may then lack the
+            column). Defaults to None: such records are skipped.
 
     Returns:
         The valid interactions in file order, and every skipped record with its line number and
@@ -283,8 +288,9 @@ def read_interactions(path: Path) -> tuple[list[Interaction], list[Skipped]]:
     if suffix != ".csv":
         text = text.replace("\r\n", "\n").replace("\r", "\n")
 
+    required = tuple(name for name in _REQUIRED if not (name == "user_id" and default_user_id is not None))
     if suffix == ".csv":
-        records = _csv_records(text, path)
+        records = _csv_records(text, path, required)
     elif suffix == ".json" and text.lstrip().startswith("["):
         records = _json_list_records(text, path)
     else:
@@ -296,6 +302,8 @@ def read_interactions(path: Path) -> tuple[list[Interaction], list[Skipped]]:
         if isinstance(record, Skipped):
             skipped.append(record)
             continue
+        if default_user_id is not None and isinstance(record, dict) and record.get("user_id") in (None, ""):
+            record = {**record, "user_id": default_user_id}
         try:
             interactions.append(_to_interaction(record))
         except ValueError as exc:
@@ -347,7 +355,7 @@ def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skip
             raise InvalidRecord(f"{path}: line {text.count(chr(10), 0, position) + 1}: expected ',' or ']'")
 
 
-def _csv_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
+def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict | Skipped]]:
     # newline="" as the csv module asks: lines end at \n, \r or \r\n only, never at U+2028 & co.
     reader = csv.reader(io.StringIO(text, newline=""))
     limit = csv.field_size_limit()
@@ -358,7 +366,7 @@ def _csv_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
             header = next(reader)
         except StopIteration:
             return
-        missing = [name for name in _REQUIRED if name not in header]
+        missing = [name for name in required if name not in header]
         if missing:
             raise InvalidRecord(f"{path}: line 1: CSV header lacks column(s) {', '.join(missing)}")
         start = reader.line_num + 1
