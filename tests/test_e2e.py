@@ -1,0 +1,71 @@
+"""End to end on the embedded local LM and the real embedding model: a real HuffPost author from
+the committed sample is ingested, answered for, and aligned. Slow (tens of seconds), so e2e."""
+
+from __future__ import annotations
+
+import pytest
+
+from personaagent.agent import PersonaAgent
+from personaagent.config import Settings
+from personaagent.evaluation import load_task
+from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.records import Gated
+from personaagent.traces import TraceReader
+from personaagent.workspace import Workspace
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def real():
+    import tempfile
+
+    task = load_task("news")
+    with tempfile.TemporaryDirectory() as home:
+        with Workspace(Settings(home=home, store=f"{home}/store")) as ws:
+            other, user = task.dev_users[0], task.dev_users[1]
+            ws.episodic.add(task.profile(user))
+            ws.episodic.add(task.profile(other))
+            yield ws, task, user, other
+
+
+def test_answer_with_real_models_uses_only_the_users_own_memories(real):
+    ws, task, user, other = real
+    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format)
+    agent.set_persona("You are a personal assistant for a news writer. PERSONA-MARKER.")
+    example = next(e for e in task.examples("dev") if e.user_id == user)
+    # Quote the other user's text verbatim: their memories must still not come back.
+    foreign = task.profile(other)[-1].query
+    prediction = agent(f"{example.query}\n{foreign}")
+    assert prediction.answer in task.spec.labels
+    assert prediction.retrieved and {m.user_id for m in prediction.retrieved} == {user}
+    assert all(foreign != m.interaction.query for m in prediction.retrieved)
+    systems = [entry["messages"][0]["content"] for entry in ws.lm.history[-2:]]
+    assert all("PERSONA-MARKER" in system for system in systems)  # tool choice and answer
+    for call in prediction.used_tools:
+        assert call.name in agent.act.tool_names
+        assert other not in call.observation
+
+
+def test_alignment_with_the_real_model_is_traced_step_by_step(real):
+    ws, task, user, _ = real
+    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format, use_actions=False)
+    agent.seed_persona()
+    memories = ws.episodic.history(user, include_superseded=False)
+    aligned = PersonaAlignment(num_recent=3, traces_dir=ws.settings.traces_dir).compile(
+        agent, trainset=examples_from_memories(memories)
+    )
+    (trace,) = TraceReader(ws.settings.traces_dir).run(aligned.alignment_result.run_id)
+    kinds = [event.kind for event in trace.events]
+    assert kinds[0] == "compile_started" and kinds[-1] == "compile_finished"
+    assert kinds.count("simulated") >= 3
+    assert all(e.truth and e.query for e in trace.events if e.kind == "simulated")
+    if aligned.alignment_result.score_initial < 1.0:
+        # The critique step ran, and the edit either reached the gate or was refused and recorded.
+        assert "critiqued" in kinds or "step_skipped" in kinds
+        assert "gated" in kinds or any(e.kind == "step_skipped" for e in trace.events)
+    for gate in (e for e in trace.events if isinstance(e, Gated)):
+        assert gate.accepted == (gate.score_after >= gate.score_before)
+    assert aligned.alignment_result.usage.calls >= 4
+    assert aligned.alignment_result.usage.tokens > 0
+    assert ws.personas.current(user).text == aligned.persona_text
