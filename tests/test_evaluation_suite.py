@@ -46,6 +46,10 @@ def test_every_method_runs_and_results_are_written(workspace, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in saved] == names
     assert "| PersonaAgent |" in (out / "results.md").read_text()
+    saved_answers = [json.loads(line) for line in (out / "predictions-w-o-memory.jsonl").read_text().splitlines()]
+    assert len(saved_answers) == 6
+    assert {row["gold"] for row in saved_answers} == set(golds)
+    assert all(row["answer"] == "POLITICS" for row in saved_answers)
 
 
 def test_evaluation_never_touches_the_users_real_memory(workspace, tmp_path):

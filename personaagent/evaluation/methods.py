@@ -36,7 +36,7 @@ from personaagent.runtime.usage import metered
 from personaagent.signatures import response_signature
 from personaagent.workspace import Workspace
 
-__all__ = ["LLM_METHODS", "AgentMethod", "ReActMethod", "build_method"]
+__all__ = ["LLM_METHODS", "AgentMethod", "ReActMethod", "build_method", "method_slug"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +165,10 @@ def build_method(name: str, workspace: Workspace, spec: TaskSpec, *, folder: Pat
     """One LLM method, working in its own subfolder of ``folder``."""
     if name not in LLM_METHODS:
         raise KeyError(f"no method named {name!r}; methods: {', '.join(LLM_METHODS)}")
-    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
-    return LLM_METHODS[name](workspace.with_home(folder / slug), spec, num_recent, iterations)
+    return LLM_METHODS[name](workspace.with_home(folder / method_slug(name)), spec, num_recent, iterations)
+
+
+def method_slug(name: str) -> str:
+    """A method's name as a file or folder name ("w/o memory" -> "w-o-memory")."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -57,8 +57,18 @@ class Method(Protocol):
         ...
 
 
-def evaluate(examples: Sequence[TaskExample], method: Method) -> EvalResult:
+def evaluate(
+    examples: Sequence[TaskExample],
+    method: Method,
+    *,
+    on_prediction: Callable[[TaskExample, Prediction], None] | None = None,
+) -> EvalResult:
     """Answer every example with ``method`` and score the answers.
+
+    Args:
+        examples: the queries, all of one task.
+        method: what answers them.
+        on_prediction: called with each example and its prediction (e.g. to save them).
 
     Raises:
         ValueError: ``examples`` is empty or mixes tasks.
@@ -73,6 +83,8 @@ def evaluate(examples: Sequence[TaskExample], method: Method) -> EvalResult:
     started = time.perf_counter()
     for done, example in enumerate(examples, start=1):
         prediction = method.predict(example)
+        if on_prediction is not None:
+            on_prediction(example, prediction)
         answers.append(prediction.text)
         usage = usage + prediction.usage
         if done % 50 == 0:

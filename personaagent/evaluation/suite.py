@@ -1,7 +1,8 @@
 """One evaluation run: every requested method, baselines included, on the same users and LM.
 
 The run works in a fresh in-process memory store and its own folder, so evaluating never touches
-a user's real memories or personas. Results are written as ``results.json`` and ``results.md``.
+a user's real memories or personas. Results are written as ``results.json`` and ``results.md``,
+and each method's answers as ``predictions-<method>.jsonl``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from personaagent.config import MEMORY
 from personaagent.evaluation.baselines import baselines_for
-from personaagent.evaluation.methods import LLM_METHODS, build_method
-from personaagent.evaluation.runner import evaluate, format_results_table
-from personaagent.evaluation.tasks import Split, Task
+from personaagent.evaluation.methods import LLM_METHODS, build_method, method_slug
+from personaagent.evaluation.runner import Prediction, evaluate, format_results_table
+from personaagent.evaluation.tasks import Split, Task, TaskExample
 from personaagent.records import EvalResult
 from personaagent.workspace import Workspace
 
@@ -73,12 +75,20 @@ def run_suite(
             )
             for method in chosen:
                 logger.info("evaluating %s on %d %s queries", method.name, len(examples), task.name)
-                result = evaluate(examples, method)
+                with open(out_dir / f"predictions-{method_slug(method.name)}.jsonl", "w", encoding="utf-8") as saved:
+                    result = evaluate(examples, method, on_prediction=lambda ex, pred: _save(saved, ex, pred))
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
                 _write(out_dir, results)
     return results
+
+
+def _save(handle: TextIO, example: TaskExample, prediction: Prediction) -> None:
+    # What each method answered, beside the truth, for error analysis.
+    row = {"example_id": example.example_id, "user_id": example.user_id, "gold": example.gold,
+           "answer": prediction.text, "lm_calls": prediction.usage.calls, "tokens": prediction.usage.tokens}
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _write(out_dir: Path, results: list[EvalResult]) -> None:
