@@ -55,6 +55,7 @@ _LLAMA_HINT = (
     "run `bash scripts/setup.sh` (or `CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install llama-cpp-python==0.3.36`)"
 )
 _DEFAULT_SEED = 0
+_SERVER_TIMEOUT_SECONDS = 600
 
 
 def packaged_model_path() -> Path:
@@ -294,6 +295,9 @@ def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
         settings: ``lm == "local"`` selects the embedded model (``local_model_path``,
             ``local_context_tokens``); any other value is a DSPy/litellm model string used with
             ``lm_api_base`` and ``lm_api_key``. ``lm_max_tokens`` and ``lm_temperature`` apply to both.
+            ``openai/...`` with ``lm_api_base`` (a self-hosted server) runs on DSPy's LiteLLM
+            engine, which sends the cap as ``max_tokens``; servers such as llama.cpp ignore the
+            ``max_completion_tokens`` DSPy's native engine sends.
         cache: Reuse answers to identical requests. This is DSPy's process-wide response cache,
             which writes to ``~/.dspy_cache`` unless ``dspy.configure_cache`` says otherwise; it is
             off so that runs never write outside ``Settings.home`` and measured LM cost is real
@@ -315,11 +319,25 @@ def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
             cache=cache,
         )
     # Unset connection settings are left out so litellm's own environment variables still apply.
-    connection: dict[str, str] = {}
+    connection: dict[str, Any] = {}
     if settings.lm_api_base is not None:
         connection["api_base"] = settings.lm_api_base
     if settings.lm_api_key is not None:
         connection["api_key"] = settings.lm_api_key.get_secret_value()
+    if settings.lm_api_base is not None and settings.lm.startswith("openai/"):
+        # A self-hosted OpenAI-compatible server. DSPy's native engine writes the cap as OpenAI's
+        # `max_completion_tokens`, which llama.cpp's server (and older vLLM, LM Studio...) ignore,
+        # so a call only stopped at the model's end of text or the context limit. DSPy's LiteLLM
+        # engine writes `max_tokens`, which they all read (OpenAI reasoning-model names, which reject `max_tokens`, still get
+        # `max_completion_tokens` from DSPy). Hosted OpenAI (no api_base) and other providers
+        # keep DSPy's default engine.
+        connection["engine"] = "litellm"
+        # Never send the user's OPENAI_API_KEY to a server they named by URL; such servers
+        # rarely check keys, but DSPy refuses to call without one.
+        connection.setdefault("api_key", "no-key")
+        # LiteLLM waits 6000 s for a reply by default; keep the native engine's 600 s read bound
+        # so a stalled server fails instead of hanging.
+        connection["timeout"] = _SERVER_TIMEOUT_SECONDS
     return dspy.LM(
         settings.lm,
         max_tokens=settings.lm_max_tokens,
