@@ -142,3 +142,15 @@ def test_a_context_overflow_becomes_query_too_long(tmp_path, hashing_embedder):
         agent = fill(ws, "alice", [("pasta", "FOOD")])
         with pytest.raises(QueryTooLong, match="does not fit the model's context"):
             agent("a question")
+
+
+def test_retrieved_memories_are_demonstrations_of_the_answer(ws):
+    agent = fill(ws, "alice", [("pasta recipes for winter", "FOOD"), ("election night", "POLITICS")])
+    agent.observe("a note to self", "")  # a note has no response: not a demonstration
+    agent("pasta recipes")
+    answer_call = ws.lm.history[-1]["messages"]
+    turns = [m["content"] for m in answer_call[1:-1]]  # between the system prompt and the query
+    assert any("pasta recipes for winter" in turn for turn in turns)
+    assert any("FOOD" in turn for turn in turns)
+    assert not any("a note to self" in turn for turn in turns)
+    assert "pasta recipes for winter" in answer_call[-3]["content"]  # the most similar is the last demo

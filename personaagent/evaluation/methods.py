@@ -100,7 +100,7 @@ class AgentMethod:
 class ReActMethod:
     """A ReAct agent (dspy.ReAct) with a generic search tool over the user's history, no persona."""
 
-    def __init__(self, name: str, workspace: Workspace, spec: TaskSpec, *, k: int = 5, max_iters: int = 3) -> None:
+    def __init__(self, name: str, workspace: Workspace, spec: TaskSpec, *, k: int = 5, max_iters: int = 2) -> None:
         self.name = name
         self.workspace = workspace
         self.answer_format = spec.answer_format
