@@ -23,7 +23,7 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
-from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_interactions
+from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_interactions, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.records import AnswerFormat, EvalResult, UserCompileRecord, validate_user_id
@@ -389,7 +389,9 @@ def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: 
 
 
 @cli.command(name="eval")
-@click.option("--task", "task_name", type=click.Choice(TASK_NAMES), required=True, help="The LaMP-style sample task.")
+@click.option("--task", "task_name", type=click.Choice(TASK_NAMES), help="A LaMP-style sample task.")
+@click.option("--lamp", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="QUESTIONS OUTPUTS", help="Real LaMP files (LaMP-2N, LaMP-2M or LaMP-3) instead of --task.")
 @click.option("--split", type=click.Choice(["test", "dev"]), default="test", show_default=True,
               help="test: users never used for tuning; dev: users for tuning.")
 @click.option("--users", type=click.IntRange(min=1), help="Evaluate only the first N users of the split.")
@@ -403,24 +405,38 @@ def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: 
               help="Folder for results.md, results.json and traces. Defaults to <home>/eval/<run id>.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
-def eval_(ctx: click.Context, task_name: str, split: str, users: int | None, queries_per_user: int, methods: str,
-          recent: int, iterations: int, out: Path | None, as_json: bool):
+def eval_(ctx: click.Context, task_name: str | None, lamp: tuple[Path, Path] | None, split: str, users: int | None,
+          queries_per_user: int, methods: str, recent: int, iterations: int, out: Path | None, as_json: bool):
     """Measure PersonaAgent, its ablations, the paper's baselines and plain non-LLM baselines.
 
     All methods answer the same held-out queries of the same users with the same LM; each user's
     earlier interactions are the only history any method sees. Quality (accuracy and macro-F1,
     or MAE and RMSE) is printed beside cost (LM calls, tokens and seconds per query).
 
+    With --lamp, each LaMP question is its own user and its profile is that user's history;
+    --split and --queries-per-user do not apply, and --users takes the first N questions.
+
     \b
     Example:
         personaagent eval --task news --users 10
         personaagent eval --task ratings --methods baselines,RAG,PersonaAgent --json
+        personaagent eval --lamp dev_questions.json dev_outputs.json --users 50
     """
+    if (task_name is None) == (lamp is None):
+        raise click.UsageError("Give --task or --lamp (not both)")
+    if lamp is not None:
+        data = read_lamp(*lamp, strict=False)
+        for problem in data.skipped:
+            click.echo(f"{lamp[0]}: {problem}", err=True)
+        examples, pool = data.examples[:users] if users else data.examples, None
+    else:
+        task = load_task(task_name, queries_per_user=queries_per_user)
+        examples, pool = task.examples(split, num_users=users), task.profile_pool()
     workspace = _session(ctx).workspace
     out = out or workspace.settings.home / "eval" / new_run_id()
-    task = load_task(task_name, queries_per_user=queries_per_user)
     chosen = [name.strip() for name in methods.split(",") if name.strip()]
-    with click.progressbar(length=len(chosen), label=f"Evaluating on {task_name}", file=sys.stderr,
+    label = f"Evaluating on {examples[0].spec.name}" if examples else "Evaluating"
+    with click.progressbar(length=len(chosen), label=label, file=sys.stderr,
                            item_show_func=lambda result: result.method if result else None) as bar:
         finished: set[str] = set()
 
@@ -431,8 +447,8 @@ def eval_(ctx: click.Context, task_name: str, split: str, users: int | None, que
             finished.add(name)
 
         results = run_suite(
-            task, workspace, out, methods=chosen, split=split, num_users=users, num_recent=recent,
-            iterations=iterations, on_result=done,
+            examples, workspace, out, methods=chosen, pool=pool, num_recent=recent, iterations=iterations,
+            on_result=done,
         )
     if as_json:
         _echo_json({"out": str(out), "results": [r.model_dump(mode="json") for r in results]})

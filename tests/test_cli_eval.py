@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import cli
+from personaagent import cli
 from click.testing import CliRunner
 
 
@@ -41,3 +41,23 @@ def test_eval_rejects_an_unknown_method_and_task(cli_workspace, tmp_path):
     assert "Error: unknown method(s) GPT9" in result.output
     result = runner.invoke(cli.cli, ["eval", "--task", "lamp9"], obj=cli_workspace)
     assert result.exit_code == 2 and "Invalid value for '--task'" in result.output
+
+
+def test_eval_on_real_lamp_files(cli_workspace, tmp_path):
+    from test_evaluation_lamp import GOOD_2N, _lamp2n
+
+    questions, outputs = _lamp2n(tmp_path, GOOD_2N)
+    result = CliRunner().invoke(
+        cli.cli,
+        ["eval", "--lamp", str(questions), str(outputs), "--methods", "baselines", "--out", str(tmp_path / "o")],
+        obj=cli_workspace,
+    )
+    assert result.exit_code == 0, result.output
+    # Each LaMP question is its own user. Question 101's profile is all sports (right); 100's is a
+    # politics / food & drink tie, which goes to the most recent label, food & drink (wrong).
+    assert "| LaMP-2N | user majority | 2 | 2 | 0.500 |" in result.output
+
+
+def test_eval_needs_exactly_one_source(cli_workspace, tmp_path):
+    result = CliRunner().invoke(cli.cli, ["eval"], obj=cli_workspace)
+    assert result.exit_code == 2 and "Give --task or --lamp" in result.output

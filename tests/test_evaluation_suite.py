@@ -29,7 +29,7 @@ def workspace(tmp_path, hashing_embedder):
 def test_every_method_runs_and_results_are_written(workspace, tmp_path):
     task = load_task("news")
     out = tmp_path / "eval"
-    results = run_suite(task, workspace, out, num_users=2)
+    results = run_suite(task.examples("test", num_users=2), workspace, out, pool=task.profile_pool())
     names = [r.method for r in results]
     assert names[:3] == ["global majority", "user majority", "kNN vote (k=5)"]
     assert names[3:] == list(LLM_METHODS)
@@ -53,13 +53,13 @@ def test_every_method_runs_and_results_are_written(workspace, tmp_path):
 
 
 def test_evaluation_never_touches_the_users_real_memory(workspace, tmp_path):
-    run_suite(load_task("news"), workspace, tmp_path / "eval", methods=["RAG"], num_users=1)
+    run_suite(load_task("news").examples("test", num_users=1), workspace, tmp_path / "eval", methods=["RAG"])
     assert workspace.episodic.user_ids() == []
     assert workspace.personas.user_ids() == []
 
 
 def test_unknown_method_is_refused_before_any_work(workspace, tmp_path):
     with pytest.raises(KeyError, match="unknown method"):
-        run_suite(load_task("news"), workspace, tmp_path, methods=["GPT-5"])
+        run_suite(load_task("news").examples("test"), workspace, tmp_path, methods=["GPT-5"])
     assert workspace.lm.requests == []
     assert "baselines" in DEFAULT_METHODS

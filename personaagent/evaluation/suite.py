@@ -17,8 +17,8 @@ from personaagent.config import MEMORY
 from personaagent.evaluation.baselines import baselines_for
 from personaagent.evaluation.methods import LLM_METHODS, build_method, method_slug
 from personaagent.evaluation.runner import Prediction, evaluate, format_results_table
-from personaagent.evaluation.tasks import Split, Task, TaskExample
-from personaagent.records import EvalResult
+from personaagent.evaluation.tasks import TaskExample
+from personaagent.records import EvalResult, Interaction
 from personaagent.workspace import Workspace
 
 __all__ = ["BASELINES", "DEFAULT_METHODS", "run_suite"]
@@ -32,26 +32,26 @@ DEFAULT_METHODS: tuple[str, ...] = (BASELINES, *LLM_METHODS)
 
 
 def run_suite(
-    task: Task,
+    examples: Sequence[TaskExample],
     workspace: Workspace,
     out_dir: Path,
     *,
     methods: Sequence[str] = DEFAULT_METHODS,
-    split: Split = "test",
-    num_users: int | None = None,
+    pool: Sequence[Interaction] | None = None,
     num_recent: int = 3,
     iterations: int = 1,
     on_result: Callable[[EvalResult], None] | None = None,
 ) -> list[EvalResult]:
-    """Evaluate ``methods`` on ``task``'s ``split`` users and write the results table.
+    """Evaluate ``methods`` on ``examples`` and write the results table.
 
     Args:
-        task: a LaMP-style task (``load_task``) or LaMP data turned into a Task.
+        examples: held-out queries of one task, each with its user's earlier history as profile
+            (``Task.examples("test")`` for a sample task, ``read_lamp(...).examples`` for LaMP).
         workspace: provides the LM and the embedder; its store and files are not used.
-        out_dir: where results and the methods' traces and personas go.
+        out_dir: where results, answers, and the methods' traces and personas go.
         methods: ``"baselines"`` and/or names from ``LLM_METHODS``. Defaults to all.
-        split: ``"test"`` (users never used for tuning) or ``"dev"``. Defaults to "test".
-        num_users: evaluate only the first N users of the split. Defaults to all.
+        pool: interactions the global baselines may learn from (never the queries). Defaults to
+            the examples' profiles.
         num_recent: alignment batch size n. Defaults to 3.
         iterations: alignment iterations. Defaults to 1.
         on_result: called with each method's result as soon as it is ready.
@@ -59,9 +59,11 @@ def run_suite(
     unknown = [name for name in methods if name != BASELINES and name not in LLM_METHODS]
     if unknown:
         raise KeyError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_METHODS)}")
-    examples = task.examples(split, num_users=num_users)
     if not examples:
-        raise ValueError(f"task {task.name!r} has no {split} examples")
+        raise ValueError("no examples to evaluate")
+    spec = examples[0].spec
+    if pool is None:
+        pool = list({i.interaction_id: i for e in examples for i in e.profile}.values())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = workspace.settings.model_copy(update={"home": out_dir, "store": MEMORY})
@@ -69,12 +71,12 @@ def run_suite(
     with Workspace(settings, lm=workspace.lm, embedder=workspace.embedder) as run:
         for name in methods:
             chosen = (
-                baselines_for(task.spec, task.profile_pool())
+                baselines_for(spec, pool)
                 if name == BASELINES
-                else [build_method(name, run, task.spec, folder=out_dir, num_recent=num_recent, iterations=iterations)]
+                else [build_method(name, run, spec, folder=out_dir, num_recent=num_recent, iterations=iterations)]
             )
             for method in chosen:
-                logger.info("evaluating %s on %d %s queries", method.name, len(examples), task.name)
+                logger.info("evaluating %s on %d %s queries", method.name, len(examples), spec.name)
                 with open(out_dir / f"predictions-{method_slug(method.name)}.jsonl", "w", encoding="utf-8") as saved:
                     result = evaluate(examples, method, on_prediction=lambda ex, pred: _save(saved, ex, pred))
                 results.append(result)
