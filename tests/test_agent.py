@@ -154,3 +154,29 @@ def test_retrieved_memories_are_demonstrations_of_the_answer(ws):
     assert any("FOOD" in turn for turn in turns)
     assert not any("a note to self" in turn for turn in turns)
     assert "pasta recipes for winter" in answer_call[-3]["content"]  # the most similar is the last demo
+
+
+def test_a_users_own_tool_is_offered_chosen_and_recorded(tmp_path, hashing_embedder):
+    def weather(city: str) -> str:
+        """Today's weather in a city."""
+        return f"sunny in {city}"
+
+    def broken(text: str) -> str:
+        """A tool that always fails."""
+        raise RuntimeError("backend down")
+
+    choices = iter(["weather", "broken"])
+
+    def script(request):
+        if request.asks_for("tool_name"):
+            assert "weather: Today's weather in a city." in request.user
+            return {"tool_name": next(choices), "tool_input": "Lisbon"}
+        return {"answer": "FOOD"}
+
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder) as ws:
+        agent = PersonaAgent("alice", workspace=ws, answer_format=LABELS, tools=[weather, broken], max_tool_steps=2)
+        prediction = agent("what should I cook tonight?")
+    first, second = prediction.used_tools
+    assert (first.name, first.tool_input, first.observation) == ("weather", "Lisbon", "sunny in Lisbon")
+    assert second.name == "broken" and "backend down" in second.observation  # recorded, answer still given
+    assert prediction.answer == "FOOD"
