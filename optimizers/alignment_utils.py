@@ -14,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from personaagent.guards import scaffolding_problem
+from personaagent.guards import repetition_problem, scaffolding_problem
 from personaagent.records import AnswerFormat, Memory
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 
@@ -186,6 +186,9 @@ def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: 
         return f"edit is too long ({len(text)} characters, maximum {max_chars})"
     if scaffolding_problem(text) or "new_persona" in text:
         return "edit contains prompt scaffolding or JSON, not a persona"
+    repeated = repetition_problem(text)
+    if repeated:
+        return f"edit is a degenerate loop: it {repeated}"
     if gradient and normalize_label(text) in normalize_label(gradient):
         return "edit copies the critique instead of rewriting the persona"
     if any(sentence in normalize_label(text) for sentence in _PROMPT_SENTENCES):

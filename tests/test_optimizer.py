@@ -130,8 +130,15 @@ def test_batch_score_never_decreases_after_an_accepted_edit(workspace):
 
 @pytest.mark.parametrize(
     "bad_edit",
-    ["", "   ", "[[ ## new_persona ## ]] x", '{"new_persona": "You like sports a lot"}', "The user cares about sports."],
-    ids=["empty", "blank", "scaffolding", "json", "copy-of-critique"],
+    [
+        "",
+        "   ",
+        "[[ ## new_persona ## ]] x",
+        '{"new_persona": "You like sports a lot"}',
+        "The user cares about sports.",
+        "You are a Canadian man. Weird news." + " You can't have that." * 30,  # seen with SmolLM2
+    ],
+    ids=["empty", "blank", "scaffolding", "json", "copy-of-critique", "degenerate-loop"],
 )
 def test_malformed_edit_leaves_the_persona_intact(workspace, bad_edit):
     ws = workspace(persona_sensitive(edit=bad_edit))

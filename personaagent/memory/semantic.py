@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from personaagent._files import user_dirname, write_atomic
 from personaagent.errors import EmptyHistory, PersonaAgentError
-from personaagent.guards import scaffolding_problem
+from personaagent.guards import generated_text_problem
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
@@ -94,7 +94,7 @@ class SemanticMemory(dspy.Module):
             return self.get(user_id)  # type: ignore[return-value]
         history = format_history(memories, max_chars=self.max_history_chars)
         summary = self.summarize(history=history).profile.strip()
-        problem = scaffolding_problem(summary) or (None if len(summary) >= MIN_PROFILE_CHARS else "too short")
+        problem = generated_text_problem(summary) or (None if len(summary) >= MIN_PROFILE_CHARS else "too short")
         if problem is not None:
             # Not saved: the next call tries again instead of keeping a garbage profile.
             logger.warning("user %r: profile summary rejected (%s): %r", user_id, problem, summary[:80])
