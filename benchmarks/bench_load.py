@@ -21,24 +21,12 @@ from personaagent.config import Settings
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.records import AnswerFormat, Interaction, UserCompileRecord
 from personaagent.runtime.embedder import HashingEmbedder
-from personaagent.testing import ScriptedLM, flaky
+from personaagent.testing import ScriptedLM, flaky, persona_sensitive
 from personaagent.workspace import Workspace
 
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
 AGENT_OPTIONS = {"answer_format": LABELS, "use_actions": False}
 STATUSES = ("edited", "unchanged", "budget_exhausted", "failed")
-
-
-def persona_sensitive(request):
-    if request.asks_for("answer"):
-        return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
-    if request.asks_for("critique"):
-        return {"critique": "The user files most match reports under sports."}
-    if request.asks_for("new_persona"):
-        return {"new_persona": "You love SPORTS above everything and answer SPORTS for match reports."}
-    if request.asks_for("profile"):
-        return {"profile": "Writes match reports."}
-    raise AssertionError(request.output_fields)
 
 
 def history(user_id: str, length: int = 5) -> list[Interaction]:
@@ -54,7 +42,7 @@ def run_load(
     home: Path, *, users: int, threads: int, failure_rate: float, max_latency: float, seed: int = 0
 ) -> tuple[list[UserCompileRecord], Workspace, float]:
     """Compile ``users`` users at once; returns their records, the (open) workspace and seconds."""
-    lm = ScriptedLM(flaky(persona_sensitive, failure_rate=failure_rate, max_latency=max_latency, seed=seed))
+    lm = ScriptedLM(flaky(persona_sensitive(), failure_rate=failure_rate, max_latency=max_latency, seed=seed))
     ws = Workspace(Settings(home=home, store=":memory:"), lm=lm, embedder=HashingEmbedder(64))
     user_ids = [f"user-{i:04d}" for i in range(users)]
     ws.episodic.add(i for user_id in user_ids for i in history(user_id))

@@ -18,7 +18,7 @@ from typing import Any
 from dspy.utils import DummyLM
 from dspy.utils.exceptions import LMRateLimitError
 
-__all__ = ["ScriptedLM", "LMRequest", "flaky"]
+__all__ = ["ScriptedLM", "LMRequest", "persona_sensitive", "flaky"]
 
 _OUTPUT_SECTION = re.compile(r"Your output fields are:\n(.*?)(?:\n[A-Z]|\Z)", re.DOTALL)
 _FIELD_NAME = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
@@ -96,3 +96,36 @@ def flaky(
         return script(request)
 
     return wrapped
+
+
+#: The phrase a persona must contain for ``persona_sensitive`` to answer SPORTS.
+LOVES_SPORTS = "love SPORTS"
+
+
+def persona_sensitive(
+    *,
+    new_persona: str | Exception = "You love SPORTS above everything and answer SPORTS for match reports.",
+    critique: str = "The user files most match reports under sports.",
+    profile: str = "Writes match reports.",
+) -> Callable[[LMRequest], dict[str, Any]]:
+    """A script whose answers depend on the persona, so alignment can really change them.
+
+    The answer is SPORTS when the system prompt (the persona) contains "love SPORTS", else
+    POLITICS; critiques, edits and profiles are the given texts (an Exception as ``new_persona``
+    is raised, to fail the edit step). Any other request fails the test that made it.
+    """
+
+    def script(request: LMRequest) -> dict[str, Any]:
+        if request.asks_for("answer"):
+            return {"answer": "SPORTS" if LOVES_SPORTS in request.system else "POLITICS"}
+        if request.asks_for("critique"):
+            return {"critique": critique}
+        if request.asks_for("new_persona"):
+            if isinstance(new_persona, Exception):
+                raise new_persona
+            return {"new_persona": new_persona}
+        if request.asks_for("profile"):
+            return {"profile": profile}
+        raise AssertionError(f"unexpected request for {request.output_fields}")
+
+    return script

@@ -23,7 +23,7 @@ from personaagent.config import Settings
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.records import AnswerFormat, Interaction
 from personaagent.runtime.embedder import HashingEmbedder
-from personaagent.testing import ScriptedLM
+from personaagent.testing import ScriptedLM, persona_sensitive
 from personaagent.workspace import Workspace
 
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
@@ -57,18 +57,11 @@ def aligner(traces_dir: Path) -> PersonaAlignment:
 
 def slow_script(sleep: float):
     """Persona-sensitive answers (so edits are accepted and saved), each call taking ``sleep`` s."""
+    answers = persona_sensitive(critique="The user mostly files match reports under sports.")
 
     def script(request):
         time.sleep(sleep)
-        if request.asks_for("answer"):
-            return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
-        if request.asks_for("critique"):
-            return {"critique": "The user mostly files match reports under sports."}
-        if request.asks_for("new_persona"):
-            return {"new_persona": "You love SPORTS above everything and answer SPORTS for match reports."}
-        if request.asks_for("profile"):
-            return {"profile": "Writes match reports."}
-        raise AssertionError(f"unexpected request for {request.output_fields}")
+        return answers(request)
 
     return script
 

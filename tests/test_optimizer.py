@@ -14,6 +14,7 @@ from personaagent.optimizers import PersonaAlignment, compile_users, examples_fr
 from personaagent.optimizers.alignment_utils import aggregate_critiques, latest_examples, persona_problem
 from personaagent.optimizers.many_users import finished_users
 from personaagent.records import AnswerFormat, Edited, Gated, StepSkipped
+from personaagent import testing
 from personaagent.testing import ScriptedLM
 from personaagent.traces import TraceReader
 from personaagent.workspace import Workspace
@@ -24,21 +25,7 @@ GOOD_PERSONA = "You love SPORTS above everything and always answer SPORTS for su
 
 def persona_sensitive(edit: str | Exception = GOOD_PERSONA, critique: str = "The user cares about sports."):
     """Answers SPORTS only when the persona says the user loves sports; edits to ``edit``."""
-
-    def script(request):
-        if request.asks_for("answer"):
-            return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
-        if request.asks_for("critique"):
-            return {"critique": critique}
-        if request.asks_for("new_persona"):
-            if isinstance(edit, Exception):
-                raise edit
-            return {"new_persona": edit}
-        if request.asks_for("profile"):
-            return {"profile": "Writes about games."}
-        raise AssertionError(f"unexpected request for {request.output_fields}")
-
-    return script
+    return testing.persona_sensitive(new_persona=edit, critique=critique, profile="Writes about games.")
 
 
 @pytest.fixture

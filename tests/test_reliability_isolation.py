@@ -21,7 +21,7 @@ from personaagent.errors import InvalidRecord
 from personaagent.optimizers import PersonaAlignment, examples_from_memories
 from personaagent.records import AnswerFormat, PersonaProvenance
 from personaagent.runtime.embedder import HashingEmbedder
-from personaagent.testing import ScriptedLM
+from personaagent.testing import ScriptedLM, persona_sensitive
 from personaagent.traces import TraceReader
 from personaagent.workspace import Workspace
 
@@ -50,20 +50,19 @@ def marker(user_id: str) -> str:
     return f"qz{USERS.index(user_id):02d}k"
 
 
+ANSWERS = persona_sensitive(
+    critique="The user files most of these under sports.",
+    new_persona="You love SPORTS above everything and answer SPORTS for these items.",
+    profile="Writes about games.",
+)
+
+
 def script(request):
     if request.asks_for("tool_name"):
         # First step: search memory; second: the knowledge base. Inputs default to the query.
         tool = "knowledge_lookup" if "[memory_search]" in request.user else "memory_search"
         return {"tool_name": tool, "tool_input": ""}
-    if request.asks_for("answer"):
-        return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
-    if request.asks_for("critique"):
-        return {"critique": "The user files most of these under sports."}
-    if request.asks_for("new_persona"):
-        return {"new_persona": "You love SPORTS above everything and answer SPORTS for these items."}
-    if request.asks_for("profile"):
-        return {"profile": "Writes about games."}
-    raise AssertionError(request.output_fields)
+    return ANSWERS(request)
 
 
 @pytest.fixture(scope="module")
