@@ -19,7 +19,7 @@ import dspy
 from personaagent.config import Settings, load_settings
 from personaagent.memory import EpisodicMemory, KnowledgeBase, SemanticMemory, open_store
 from personaagent.persona import PersonaBook
-from personaagent.runtime import Embedder, build_embedder, build_lm
+from personaagent.runtime import Embedder, adapter_for, build_embedder, build_lm
 
 __all__ = ["Workspace"]
 
@@ -81,8 +81,7 @@ class Workspace:
             yield
 
     def lm_settings(self) -> dict[str, Any]:
-        from personaagent.runtime import adapter_for  # local: keeps adapter choice next to the LM
-
+        """The LM and the adapter it needs (JSON for the embedded model), as dspy.context keywords."""
         return {"lm": self.lm, "adapter": adapter_for(self.settings, self.lm)}
 
     @cached_property
