@@ -24,6 +24,7 @@ from personaagent.records import (
     Aggregated,
     CompileFinished,
     CompileStarted,
+    CompileStatus,
     Critiqued,
     Edited,
     Gated,
@@ -67,7 +68,7 @@ class AlignmentResult:
 
     run_id: str
     user_id: str
-    status: str
+    status: CompileStatus
     score_initial: float
     score_final: float
     iterations: int
@@ -144,9 +145,9 @@ class PersonaAlignment(Teleprompter):
         for name, value in (("num_recent", num_recent), ("max_iterations", max_iterations)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
-        for name, value in (("max_lm_calls", max_lm_calls), ("max_tokens", max_tokens)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be a positive number or None, got {value}")
+        for name, limit in (("max_lm_calls", max_lm_calls), ("max_tokens", max_tokens)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be a positive number or None, got {limit}")
         if not 0 < min_persona_chars < max_persona_chars:
             raise ValueError("need 0 < min_persona_chars < max_persona_chars")
         self.metric = metric
@@ -209,7 +210,8 @@ class PersonaAlignment(Teleprompter):
         batch = latest_examples(trainset, self.num_recent)
         if not batch:
             raise EmptyHistory(f"user {user_id!r}: alignment needs at least one interaction in the trainset")
-        accepted_edits, iterations_run, status = 0, 0, "unchanged"
+        accepted_edits, iterations_run = 0, 0
+        status: CompileStatus = "unchanged"
         event = dict(run_id=run_id, user_id=user_id)
 
         with metered() as total, self._lm_scope(program):

@@ -1,6 +1,13 @@
 """personaagent: per-user personas compiled from each user's history, as a DSPy program."""
 
 import os
+from pkgutil import extend_path
+
+# The subpackages signatures/, optimizers/ and data/ live beside this folder and are installed
+# into personaagent/ (pyproject's package-dir). Run from a checkout's root (`python cli.py`,
+# `python -m pytest`), this folder comes first on sys.path and lacks them; extend_path adds the
+# installed copy of the package, where they are.
+__path__ = extend_path(__path__, __name__)
 
 # litellm (imported by dspy) fetches its model price map from GitHub at import time unless told
 # to use the copy it ships; without this, every import waits on, or fails without, the network.

@@ -223,6 +223,10 @@ class LMUsage(Record):
 # One alignment run writes one JSONL file of these, in order. `kind` tells them apart.
 
 
+#: How a user's compile ended.
+CompileStatus = Literal["edited", "unchanged", "budget_exhausted", "failed"]
+
+
 class _TraceEventBase(Record):
     run_id: str
     user_id: str
@@ -286,7 +290,7 @@ class StepSkipped(_TraceEventBase):
 
 class CompileFinished(_TraceEventBase):
     kind: Literal["compile_finished"] = "compile_finished"
-    status: Literal["edited", "unchanged", "budget_exhausted", "failed"]
+    status: CompileStatus
     score_initial: float
     score_final: float
     persona_version: int | None
@@ -304,7 +308,7 @@ class UserCompileRecord(Record):
 
     user_id: str
     run_id: str
-    status: Literal["edited", "unchanged", "budget_exhausted", "failed"]
+    status: CompileStatus
     persona_version: int | None = None
     score_initial: float | None = None
     score_final: float | None = None

@@ -30,7 +30,16 @@ from personaagent.records import (
     validate_user_id,
 )
 
-__all__ = ["new_run_id", "TraceWriter", "TraceReader", "UserTrace", "IterationView", "format_trace"]
+__all__ = [
+    "new_run_id",
+    "TraceWriter",
+    "TraceReader",
+    "UserTrace",
+    "IterationView",
+    "RunSummary",
+    "UserRunSummary",
+    "format_trace",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +243,32 @@ def format_trace(trace: UserTrace, *, query_chars: int = 90) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class UserRunSummary:
+    """How one user's compile in a run ended (``status`` is ``"incomplete"`` without a finish)."""
+
+    user_id: str
+    status: str
+    score_initial: float | None
+    score_final: float | None
+    persona_version: int | None
+
+    @classmethod
+    def of(cls, trace: UserTrace) -> UserRunSummary:
+        finished = trace.finished
+        if finished is None:
+            return cls(trace.user_id, "incomplete", None, None, None)
+        return cls(trace.user_id, finished.status, finished.score_initial, finished.score_final, finished.persona_version)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One alignment run: each of its users' outcome, in user-file order."""
+
+    run_id: str
+    users: tuple[UserRunSummary, ...]
+
+
 class TraceReader:
     """Reads the traces under one folder.
 
@@ -274,6 +309,12 @@ class TraceReader:
             if events:
                 traces.append(UserTrace(run_id=run_id, user_id=events[0].user_id, events=events))
         return traces
+
+    def summaries(self) -> list[RunSummary]:
+        """Every run, oldest first, with each user's status and scores."""
+        return [
+            RunSummary(run_id, tuple(UserRunSummary.of(trace) for trace in self.run(run_id))) for run_id in self.run_ids()
+        ]
 
     def user(self, run_id: str, user_id: str) -> UserTrace:
         """One user's trace in one run; KeyError if absent."""

@@ -10,7 +10,7 @@ signatures (``Respond`` and ``ChooseTool``), which is what the alignment optimiz
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import dspy
 
@@ -59,6 +59,7 @@ def response_signature(answer_format: AnswerFormat) -> type[dspy.Signature]:
         A signature ``query, context -> answer`` whose ``answer`` type is ``str``, a ``Literal``
         over the labels, or ``float``.
     """
+    answer_type: Any
     if answer_format.kind == "label":
         answer_type = Literal[tuple(answer_format.labels)]  # type: ignore[valid-type]
         desc = "one of the allowed labels"

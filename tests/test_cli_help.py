@@ -1,9 +1,11 @@
-"""Every command has help (-h and --help) with an Example block; python -m personaagent works."""
+"""Every command has help (-h and --help) with an Example block; python -m personaagent and the
+checkout's ``python cli.py`` launcher both run the one CLI module."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -49,6 +51,19 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "compile" in result.stdout and "trace" in result.stdout
+
+
+def test_the_checkouts_cli_py_launches_the_package_cli() -> None:
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "cli.py", "--help"], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: personaagent [OPTIONS] COMMAND")
+    # Run from the checkout's root, the launcher's personaagent must still find its subpackages.
+    probe = "import cli, personaagent.cli as c, personaagent.signatures; print(cli.cli is c.cli)"
+    same = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
+    assert same.stdout.strip() == "True", same.stderr
 
 
 def test_global_options_reach_the_settings(tmp_path) -> None:

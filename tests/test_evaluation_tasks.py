@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import personaagent
+import personaagent.data
 from personaagent.errors import InvalidRecord, UnknownTask
 from personaagent.evaluation.tasks import (
     TASK_NAMES,
@@ -78,7 +79,7 @@ def test_missing_sample_folder_is_invalid_record(tmp_path: Path) -> None:
 
 
 def test_samples_ship_inside_the_package() -> None:
-    assert data_dir() == Path(personaagent.__file__).parent / "data"
+    assert data_dir() == Path(personaagent.data.__file__).parent
     assert (data_dir() / "README.md").is_file()
     assert (data_dir() / "ratings" / "LICENSE-MovieLens.txt").is_file()
 

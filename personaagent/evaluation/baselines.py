@@ -152,7 +152,7 @@ class KnnVote:
             if similarities[index] > 0:
                 votes[profile[index].response] += float(similarities[index])
         if not votes:
-            return Prediction(majority)
+            return Prediction(majority if majority is not None else self.fallback)
         return Prediction(max(votes, key=lambda label: (votes[label], label == majority)))
 
 
@@ -216,14 +216,16 @@ class ItemUserBias:
     name: str = "item mean + user bias"
 
     @classmethod
-    def fit(cls, pool: Sequence[Interaction], **shrinkage: float) -> ItemUserBias:
+    def fit(
+        cls, pool: Sequence[Interaction], *, item_shrinkage: float = 5.0, user_shrinkage: float = 5.0
+    ) -> ItemUserBias:
         item_ratings: dict[str, list[tuple[datetime | None, str, float]]] = defaultdict(list)
         for item in pool:
             value = _rating(item)
             if value is not None:
                 moment = _aware(item.timestamp) if item.timestamp else None
                 item_ratings[_item_key(item)].append((moment, item.user_id, value))
-        return cls(GlobalMean.fit(pool).mean, dict(item_ratings), **shrinkage)
+        return cls(GlobalMean.fit(pool).mean, dict(item_ratings), item_shrinkage, user_shrinkage)
 
     def predict(self, example: TaskExample) -> Prediction:
         cutoff = _aware(example.timestamp) if example.timestamp else None

@@ -202,7 +202,7 @@ def _parse_question(
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict) or layout.text_key not in item or layout.label_key not in item:
             raise ValueError(f"profile item {position} needs {layout.text_key!r} and {layout.label_key!r}")
-        metadata = {"profile_id": str(item.get("id", position))}
+        metadata: dict[str, str | int | float | bool | None] = {"profile_id": str(item.get("id", position))}
         if isinstance(item.get("title"), str):
             metadata["title"] = item["title"]
         try:
@@ -332,13 +332,20 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
             yield line_number, Skipped(line_number, f"invalid JSON: {exc.msg}")
 
 
+_WHITESPACE = re.compile(r"\s*")
+
+
+def _skip_whitespace(text: str, position: int) -> int:
+    match = _WHITESPACE.match(text, position)  # r"\s*" always matches; None only to the type checker
+    return match.end() if match else position
+
+
 def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
     # Decoded item by item so each record keeps the line it starts on.
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
-    whitespace = re.compile(r"\s*")
     while True:
-        position = whitespace.match(text, position).end()
+        position = _skip_whitespace(text, position)
         if position < len(text) and text[position] == "]":
             break
         line = text.count("\n", 0, position) + 1
@@ -348,7 +355,7 @@ def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skip
             # Past a syntax error nothing in a JSON list can be located reliably.
             raise InvalidRecord(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
         yield line, (_too_long(line, end - position) if end - position > MAX_RECORD_CHARS else item)
-        position = whitespace.match(text, end).end()
+        position = _skip_whitespace(text, end)
         if position < len(text) and text[position] == ",":
             position += 1
         elif position >= len(text) or text[position] != "]":

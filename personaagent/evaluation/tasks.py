@@ -218,9 +218,8 @@ class Task:
 
 
 def data_dir() -> Path:
-    """The folder holding the committed samples (``data/`` in the repo, package data when installed)."""
-    # personaagent/data is a symlink to the repo's data/ folder; a built wheel holds a real copy.
-    return Path(str(resources.files("personaagent") / "data"))
+    """The folder holding the committed samples: the package ``personaagent.data`` (``data/``)."""
+    return Path(str(resources.files("personaagent.data")))
 
 
 def load_task(name: str, *, queries_per_user: int = 3, data_root: Path | None = None) -> Task:

@@ -255,7 +255,7 @@ class EdgeStore(MemoryStore):
         self.path = Path(tempfile.mkdtemp(prefix="personaagent-store-")) if self._temporary else Path(path).expanduser()
         self._write_lock = threading.RLock()
         self._closed = False
-        self._lock_handle = None
+        self._lock_handle: portalocker.Lock | None = None
         self._shards: dict[str, Any] = {}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -410,8 +410,9 @@ class EdgeStore(MemoryStore):
         if not item_ids:
             return []
         records = shard.retrieve([point_id(namespace, user_id, i) for i in item_ids], True, False)
-        found = {r.payload[ITEM_FIELD]: r for r in records if self._owned(r.payload, user_id)}
-        return [self._hit(found[i].payload) for i in dict.fromkeys(item_ids) if i in found]
+        payloads = (r.payload for r in records)
+        found = {p[ITEM_FIELD]: p for p in payloads if p is not None and self._owned(p, user_id)}
+        return [self._hit(found[i]) for i in dict.fromkeys(item_ids) if i in found]
 
     def scroll(self, namespace: str, user_id: str, *, include_superseded: bool = True) -> list[Hit]:
         import qdrant_edge as qe
@@ -646,8 +647,9 @@ class QdrantServerStore(MemoryStore):
         records = self._client.retrieve(
             collection, ids=[point_id(namespace, user_id, i) for i in item_ids], with_payload=True, with_vectors=False
         )
-        found = {r.payload[ITEM_FIELD]: r for r in records if self._owned(r.payload, user_id)}
-        return [self._hit(found[i].payload) for i in dict.fromkeys(item_ids) if i in found]
+        payloads = (r.payload for r in records)
+        found = {p[ITEM_FIELD]: p for p in payloads if p is not None and self._owned(p, user_id)}
+        return [self._hit(found[i]) for i in dict.fromkeys(item_ids) if i in found]
 
     def scroll(self, namespace: str, user_id: str, *, include_superseded: bool = True) -> list[Hit]:
         collection = self._collection(namespace)
