@@ -26,7 +26,8 @@ class ContinualAlignment:
     """Wraps a PersonaAgent so that observing interactions keeps its persona aligned.
 
     Args:
-        agent: the user's agent; its persona is updated in place when a re-alignment finishes.
+        agent: the user's agent; ``self.agent`` is replaced by the aligned copy when a
+            re-alignment finishes.
         aligner: the optimizer to run. Defaults to ``PersonaAlignment()`` (paper settings).
         every: re-align after this many new interactions. Defaults to 3 (the paper's n).
         background: run re-alignments in a worker thread (True) or inline in ``observe`` (False).
@@ -77,9 +78,8 @@ class ContinualAlignment:
         """Re-align on the latest interactions and swap the result into the agent."""
         memories = self.agent.workspace.episodic.history(self.agent.user_id, include_superseded=False)
         aligned = self.aligner.compile(self.agent, trainset=examples_from_memories(memories))
-        # One attribute-level swap: answers in flight finish with the old persona.
-        self.agent.set_persona(aligned.persona_text)
-        self.agent.persona_version = aligned.persona_version
+        # One assignment: an answer in flight finishes on the old agent, never on a mix of both.
+        self.agent = aligned
         self.alignments += 1
         logger.info("user %r: continual alignment %d: %s", self.agent.user_id, self.alignments, aligned.alignment_result.status)
 

@@ -102,8 +102,9 @@ def compile_users(
     def compile_one(user_id: str) -> UserCompileRecord:
         with metered() as meter:
             try:
-                agent = PersonaAgent(user_id, workspace=workspace, **agent_options)
-                agent.seed_persona()
+                agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded()
+                if agent.persona_version is None:
+                    agent.commit_persona()  # the seed, as the user's first version
                 memories = workspace.episodic.history(user_id, include_superseded=False)
                 aligned = aligner.compile(agent, trainset=examples_from_memories(memories), run_id=run_id)
                 result = aligned.alignment_result

@@ -87,8 +87,8 @@ def _mean(items: Sequence[SimulatedItem]) -> float:
 class PersonaAlignment(Teleprompter):
     """Compiles a user's persona by test-time alignment on their latest interactions.
 
-    The student is a PersonaAgent (anything with ``user_id``, ``persona_text`` and
-    ``set_persona``). Paper cost per iteration without the gate: n simulations + n critiques +
+    The student is a PersonaAgent (anything with ``user_id``, ``persona_text``,
+    ``persona_version`` and ``with_persona``). Paper cost per iteration without the gate: n simulations + n critiques +
     1 update (7 LM calls for n = 3); the gate re-simulates the batch with the new persona (n more),
     and that simulation is reused by the next iteration.
 
@@ -272,14 +272,14 @@ class PersonaAlignment(Teleprompter):
                 if candidate is None:
                     continue
                 # STEP 5: gate: keep the edit only if it scores no worse.
-                previous_text, score_before = program.persona_text, score_current
-                program.set_persona(candidate)
+                score_before = score_current
+                edited = program.with_persona(candidate)
                 trial: list[SimulatedItem] = []
                 gate_usage = LMUsage()
                 if self.gate:
                     with metered() as step:
                         trial = self._simulate(
-                            program, valset or batch, metric, writer, event, iteration=iteration + 1, total=total
+                            edited, valset or batch, metric, writer, event, iteration=iteration + 1, total=total
                         )
                     gate_usage, score_after = step.usage, _mean(trial)
                     failures_before = sum(item.failed for item in gate_items)
@@ -298,23 +298,21 @@ class PersonaAlignment(Teleprompter):
                     status = "edited"
                     score_current = score_after
                     gate_items = trial or gate_items
-                    if self.save_personas and hasattr(program, "save"):
-                        version = program.save(
-                            PersonaProvenance(
-                                source="alignment",
-                                interaction_ids=tuple(str(ex.get("memory_id")) for ex in batch if ex.get("memory_id")),
-                                critique=gradient,
-                                run_id=run_id,
-                            )
-                        ).version
+                    program = edited
+                    program.persona_provenance = PersonaProvenance(
+                        source="alignment",
+                        interaction_ids=tuple(str(ex.get("memory_id")) for ex in batch if ex.get("memory_id")),
+                        critique=gradient,
+                        run_id=run_id,
+                    )
+                    if self.save_personas:
+                        version = program.commit_persona().version
                     if self.gate and valset is None:
                         simulated = trial  # the gate already re-answered the batch with this persona
                     elif iteration < self.max_iterations:
                         simulated = self._simulate(
                             program, batch, metric, writer, event, iteration=iteration + 1, total=total
                         )
-                else:
-                    program.set_persona(previous_text)
                 writer.write(
                     Gated(
                         **event,

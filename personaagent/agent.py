@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
@@ -48,6 +49,9 @@ from personaagent.workspace import Workspace
 __all__ = ["PersonaAgent", "compose_instructions", "memory_demos"]
 
 logger = logging.getLogger(__name__)
+
+#: The key of the persona's user and version in the agent's DSPy state.
+_PERSONA_STATE = "persona"
 
 #: Characters per token, a conservative estimate used to refuse queries that cannot fit.
 _CHARS_PER_TOKEN = 3
@@ -135,43 +139,69 @@ class PersonaAgent(dspy.Module):
         builtin = BUILTIN_TOOL_NAMES if use_memory else (KNOWLEDGE_LOOKUP,)
         self.act = ActionModule([*builtin, *(tool.name for tool in self.extra_tools)], max_steps=max_tool_steps)
         stored = self.workspace.personas.current(self.user_id) if use_persona else None
+        #: The stored version this program's persona is, or was derived from: what commit_persona
+        #: checks the persona book against. None before the user's first stored version.
         self.persona_version: int | None = stored.version if stored else None
-        self.set_persona(stored.text if stored else (seed_persona_text(None) if use_persona else GENERIC_PERSONA))
+        #: Where the persona in the instructions came from, if it is not stored yet (seed, alignment).
+        self.persona_provenance: PersonaProvenance | None = None
+        self._write_instructions(stored.text if stored else (seed_persona_text(None) if use_persona else GENERIC_PERSONA))
 
     # --- persona ----------------------------------------------------------------------------
+    # The persona lives in one place: the instructions of the two predictors, which DSPy's own
+    # state (dump_state/load_state, save/load) and optimizers read and write. Everything else is
+    # derived from them.
 
     @property
     def persona_text(self) -> str:
-        """The persona currently in this program's instructions (saved or not)."""
-        return self._persona_text
+        """The persona in this program's instructions (stored or not)."""
+        instructions = self.respond.signature.instructions
+        return instructions.removesuffix(compose_instructions("", RESPOND_TASK)).strip()
 
-    def set_persona(self, text: str) -> None:
-        """Put ``text`` into the instructions of the persona-conditioned predictors (in place)."""
+    def _write_instructions(self, text: str) -> None:
         if not text.strip():
             raise ValueError("a persona must not be empty")
-        self._persona_text = text.strip()
-        self.respond.signature = self.respond.signature.with_instructions(
-            compose_instructions(self._persona_text, RESPOND_TASK)
-        )
+        self.respond.signature = self.respond.signature.with_instructions(compose_instructions(text, RESPOND_TASK))
         self.act.choose.signature = self.act.choose.signature.with_instructions(
-            compose_instructions(self._persona_text, CHOOSE_TOOL_TASK)
+            compose_instructions(text, CHOOSE_TOOL_TASK)
         )
 
-    @property
-    def persona(self) -> Persona | None:
-        """The user's saved, current persona version (None before the first compile or seed)."""
+    def with_persona(self, persona: str | Persona) -> PersonaAgent:
+        """A copy of this agent answering with ``persona``; this agent is unchanged.
+
+        Args:
+            persona: new persona text, derived from this agent's (the copy keeps its
+                ``persona_version`` as the base its commit is checked against), or a stored
+                ``Persona`` of this user (the copy is at that version).
+
+        Raises:
+            ValueError: the text is empty, or the Persona belongs to another user.
+        """
+        if isinstance(persona, Persona) and persona.user_id != self.user_id:
+            raise ValueError(f"persona of user {persona.user_id!r} given to the agent of {self.user_id!r}")
+        copy = self.deepcopy()
+        copy._write_instructions(persona.text if isinstance(persona, Persona) else persona)
+        copy.persona_provenance = None
+        if isinstance(persona, Persona):
+            copy.persona_version = persona.version
+        copy.__dict__.pop("alignment_result", None)  # a compile's result describes the old persona
+        return copy
+
+    def stored_persona(self) -> Persona | None:
+        """The user's current stored persona version, read from the persona book (None if none)."""
         return self.workspace.personas.current(self.user_id)
 
-    def seed_persona(self, *, force_profile: bool = False) -> Persona:
-        """Build the first persona from the user's profile (semantic memory) and save it.
+    def seeded(self, *, force_profile: bool = False) -> PersonaAgent:
+        """A copy answering with the user's stored persona, or, if they have none (or
+        ``force_profile``), with a first persona built from their profile (semantic memory).
 
-        Returns the existing current persona if there is one, unless ``force_profile``.
+        Writes no persona version: ``commit_persona()`` stores the seed (with "seed" provenance).
+
+        Raises:
+            EmptyHistory: a profile is needed and the user has no interactions.
         """
-        current = self.persona
+        current = self.stored_persona()
         if current is not None and not force_profile:
-            self.set_persona(current.text)
-            self.persona_version = current.version
-            return current
+            return self.with_persona(current)
         memories = self.workspace.episodic.history(self.user_id, include_superseded=False)
         if not memories:
             raise EmptyHistory(
@@ -179,33 +209,79 @@ class PersonaAgent(dspy.Module):
             )
         with self.workspace.lm_context():
             profile = self.workspace.semantic(self.user_id, memories, force=force_profile)
-        persona = self.workspace.personas.add(
-            self.user_id,
-            seed_persona_text(profile),
-            PersonaProvenance(source="seed", note=f"profile of {profile.num_interactions} interactions"),
+        seeded = self.with_persona(seed_persona_text(profile))
+        seeded.persona_provenance = PersonaProvenance(
+            source="seed", note=f"profile of {profile.num_interactions} interactions"
         )
-        self.set_persona(persona.text)
-        self.persona_version = persona.version
-        return persona
+        return seeded
 
-    def save(self, provenance: PersonaProvenance | None = None) -> Persona:
-        """Save the persona in the instructions as a new version if it differs from the stored one."""
-        current = self.persona
+    def commit_persona(self, provenance: PersonaProvenance | None = None) -> Persona:
+        """Store the persona in this program's instructions as the user's next version.
+
+        A compare-and-swap: the version is written only if the user's current stored version is
+        still ``persona_version``, the one this persona was loaded as or derived from, so an edit
+        of an old version never silently wins over a newer one. If the current version already
+        has this text, nothing is written. Either way this program is then at that version.
+
+        Args:
+            provenance: where the persona came from. Defaults to ``persona_provenance`` (set by
+                ``seeded`` and by alignment), else "manual".
+
+        Returns:
+            The stored ``Persona`` this program is now at.
+
+        Raises:
+            PersonaConflict: another version was stored since ``persona_version``; nothing is written.
+        """
+        current = self.stored_persona()
         if current is not None and current.text == self.persona_text:
-            return current
-        persona = self.workspace.personas.add(
-            self.user_id, self.persona_text, provenance or PersonaProvenance(source="manual")
-        )
-        self.persona_version = persona.version
+            persona = current
+        else:
+            persona = self.workspace.personas.add_if_current(
+                self.user_id,
+                self.persona_text,
+                provenance or self.persona_provenance or PersonaProvenance(source="manual"),
+                parent_version=self.persona_version,
+            )
+        self.persona_version, self.persona_provenance = persona.version, None
         return persona
 
     @classmethod
-    def load(cls, user_id: str, *, workspace: Workspace | None = None, **kwargs) -> PersonaAgent:
-        """The agent of a known user (one with memories or a persona); UnknownUser otherwise."""
+    def for_user(cls, user_id: str, *, workspace: Workspace | None = None, **kwargs: Any) -> PersonaAgent:
+        """The agent of a known user (one with memories or a persona), at their stored persona.
+
+        Raises:
+            UnknownUser: the user has neither memories nor a persona.
+        """
         workspace = workspace if workspace is not None else Workspace.default()
         if workspace.episodic.count(user_id) == 0 and workspace.personas.current(user_id) is None:
             raise UnknownUser(f"no memories or persona for user {user_id!r}; ingest some with `personaagent ingest`")
         return cls(user_id, workspace=workspace, **kwargs)
+
+    # --- DSPy program state -----------------------------------------------------------------
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        """DSPy's state (the predictors' instructions and demos) plus the persona's user and version."""
+        state = super().dump_state(json_mode=json_mode)
+        state[_PERSONA_STATE] = {"user_id": self.user_id, "version": self.persona_version}
+        return state
+
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> None:
+        """Load DSPy state (as ``dump_state`` or ``save(path)`` wrote it) into this agent.
+
+        Raises:
+            ValueError: the state is another user's persona (give its text to ``with_persona``).
+        """
+        saved = state.get(_PERSONA_STATE) or {}
+        if saved.get("user_id", self.user_id) != self.user_id:
+            raise ValueError(
+                f"this state holds the persona of user {saved['user_id']!r}, not {self.user_id!r}; "
+                "to reuse its text, pass it to with_persona()"
+            )
+        super().load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state)
+        # State without a version (another program's) is treated as an edit of no stored version.
+        self.persona_version = saved.get("version")
+        self.persona_provenance = None
 
     # --- memory -----------------------------------------------------------------------------
 

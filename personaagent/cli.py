@@ -363,7 +363,7 @@ def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: 
         personaagent ask alice "What should I read next?" --json
     """
     answer_format = _answer_format(task, labels, rating)
-    agent = PersonaAgent.load(user_id, workspace=_session(ctx).workspace, answer_format=answer_format)
+    agent = PersonaAgent.for_user(user_id, workspace=_session(ctx).workspace, answer_format=answer_format)
     prediction = agent(query)
     if as_json:
         _echo_json(

@@ -7,6 +7,7 @@ __all__ = [
     "InvalidRecord",
     "UnknownUser",
     "EmptyHistory",
+    "PersonaConflict",
     "StoreError",
     "StoreLocked",
     "EmbeddingMismatch",
@@ -41,6 +42,10 @@ class UnknownUser(PersonaAgentError, KeyError):
 
 class EmptyHistory(PersonaAgentError):
     """The user has no interactions to learn from."""
+
+
+class PersonaConflict(PersonaAgentError):
+    """The user's persona changed since the one being saved was loaded or derived from it."""
 
 
 class StoreError(PersonaAgentError):

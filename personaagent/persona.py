@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from personaagent._files import user_dirname, write_new
-from personaagent.errors import PersonaAgentError, UnknownUser
+from personaagent.errors import PersonaAgentError, PersonaConflict, UnknownUser
 from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
 
 __all__ = ["PersonaBook", "seed_persona_text", "persona_diff", "GENERIC_PERSONA"]
@@ -46,6 +46,10 @@ def persona_diff(before: str, after: str) -> str:
             before.splitlines(), after.splitlines(), fromfile="before", tofile="after", lineterm=""
         )
     )
+
+
+def _version_name(version: int | None) -> str:
+    return "no stored version" if version is None else f"v{version}"
 
 
 class PersonaBook:
@@ -123,6 +127,42 @@ class PersonaBook:
             if write_new(self._user_folder(user_id) / f"v{persona.version}.json", persona):
                 logger.info("user %r: persona v%d saved (%s)", user_id, persona.version, provenance.source)
                 return persona
+
+    def add_if_current(
+        self, user_id: str, text: str, provenance: PersonaProvenance, *, parent_version: int | None
+    ) -> Persona:
+        """Save ``text`` as the next version only if ``parent_version`` is still the current one.
+
+        The compare-and-swap for a persona derived from ``parent_version`` (None: from no stored
+        version): if another writer saved a version meanwhile, the derived text must not win over
+        it unseen.
+
+        Raises:
+            PersonaConflict: the current version is no longer ``parent_version``; nothing is written.
+        """
+        if not text.strip():
+            raise ValueError("a persona must not be empty")
+        current = self._latest(user_id)
+        persona = Persona(
+            user_id=user_id,
+            version=(parent_version or 0) + 1,
+            parent_version=parent_version,
+            text=text.strip(),
+            provenance=provenance,
+        )
+        # write_new creates the file only if absent, so of two writers from one parent only one wins.
+        if current != parent_version or not write_new(self._user_folder(user_id) / f"v{persona.version}.json", persona):
+            raise PersonaConflict(
+                f"user {user_id!r}: the persona changed while this one was derived from "
+                f"{_version_name(parent_version)} (now {_version_name(self._latest(user_id))}); nothing was "
+                "saved. Load the current persona and derive from it again."
+            )
+        logger.info("user %r: persona v%d saved (%s)", user_id, persona.version, provenance.source)
+        return persona
+
+    def _latest(self, user_id: str) -> int | None:
+        versions = self._versions(user_id)
+        return versions[-1] if versions else None
 
     def rollback(self, user_id: str, version: int) -> Persona:
         """Make an old version current again, by saving its text as a new version."""

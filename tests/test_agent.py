@@ -9,9 +9,9 @@ import pytest
 
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
-from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser
+from personaagent.errors import EmptyHistory, InvalidRecord, PersonaConflict, QueryTooLong, UnknownUser
 from personaagent.records import AnswerFormat, ToolCall
-from personaagent.testing import ScriptedLM
+from personaagent.testing import ScriptedLM, persona_sensitive
 from personaagent.workspace import Workspace
 
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS", "FOOD"))
@@ -57,23 +57,28 @@ def test_answer_uses_only_this_users_memories_and_records_the_tool_call(ws):
 
 
 def test_persona_is_the_instructions_of_both_predictors(ws):
-    agent = fill(ws, "alice", [("pasta", "FOOD")])
-    agent.set_persona("You adore Italian cooking.")
+    plain = fill(ws, "alice", [("pasta", "FOOD")])
+    agent = plain.with_persona("You adore Italian cooking.")
+    assert "Italian" not in plain.persona_text  # with_persona returns a copy
     agent("what should I read?")
     systems = [r.system for r in ws.lm.requests]
     assert len(systems) == 2  # tool choice, then the answer
     assert all("You adore Italian cooking." in system for system in systems)
     assert "You adore Italian cooking." in agent.respond.signature.instructions
     assert "You adore Italian cooking." in agent.act.choose.signature.instructions
+    assert agent.persona_text == "You adore Italian cooking."
 
 
-def test_seed_persona_comes_from_the_profile_and_is_saved(ws):
+def test_the_seed_comes_from_the_profile_and_is_stored_only_when_committed(ws):
     agent = fill(ws, "alice", [("pasta", "FOOD"), ("pizza", "FOOD")])
-    persona = agent.seed_persona()
-    assert "Writes about cooking." in persona.text
-    assert persona.version == 1 and persona.provenance.source == "seed"
-    assert agent.persona == persona
-    assert agent.seed_persona() == persona  # idempotent: no second profile call
+    seeded = agent.seeded()
+    assert "Writes about cooking." in seeded.persona_text
+    assert seeded.persona_version is None and agent.stored_persona() is None
+    persona = seeded.commit_persona()
+    assert persona.version == 1 and persona.provenance.source == "seed" and persona.text == seeded.persona_text
+    assert seeded.persona_version == 1 and agent.stored_persona() == persona
+    again = agent.seeded()  # the stored persona now: no second profile call
+    assert again.persona_text == persona.text and again.persona_version == 1
     assert sum(r.asks_for("profile") for r in ws.lm.requests) == 1
 
 
@@ -91,19 +96,18 @@ def test_persona_and_memories_survive_a_restart(tmp_path, hashing_embedder):
     settings = Settings(home=tmp_path / "home", store=str(tmp_path / "store"))
     with Workspace(settings, lm=ScriptedLM(script), embedder=hashing_embedder) as first:
         agent = fill(first, "alice", [("pasta", "FOOD"), ("pizza", "FOOD")])
-        agent.set_persona("You adore Italian cooking.")
-        agent.save()
+        agent.with_persona("You adore Italian cooking.").commit_persona()
     with Workspace(settings, lm=ScriptedLM(script), embedder=hashing_embedder) as second:
-        again = PersonaAgent.load("alice", workspace=second, answer_format=LABELS)
+        again = PersonaAgent.for_user("alice", workspace=second, answer_format=LABELS)
         assert again.persona_text == "You adore Italian cooking."
         assert [m.interaction.query for m in second.episodic.history("alice")] == ["pasta", "pizza"]
 
 
 def test_bad_input_gets_clear_errors(ws):
     with pytest.raises(UnknownUser, match="no memories or persona for user 'nobody'"):
-        PersonaAgent.load("nobody", workspace=ws)
+        PersonaAgent.for_user("nobody", workspace=ws)
     with pytest.raises(EmptyHistory, match="has no interactions"):
-        PersonaAgent("empty", workspace=ws).seed_persona()
+        PersonaAgent("empty", workspace=ws).seeded()
     agent = fill(ws, "alice", [("pasta", "FOOD")])
     with pytest.raises(InvalidRecord, match="query"):
         agent.observe("   ", "FOOD")
@@ -127,7 +131,7 @@ def test_a_garbage_profile_is_not_saved_and_does_not_reach_the_persona(tmp_path,
     lm = ScriptedLM(lambda r: {"profile": garbage})
     with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
         agent = fill(ws, "alice", [("pasta", "FOOD")])
-        persona = agent.seed_persona()
+        persona = agent.seeded().commit_persona()
         assert garbage not in persona.text
         assert ws.semantic.get("alice") is None
 
@@ -180,3 +184,59 @@ def test_a_users_own_tool_is_offered_chosen_and_recorded(tmp_path, hashing_embed
     assert (first.name, first.tool_input, first.observation) == ("weather", "Lisbon", "sunny in Lisbon")
     assert second.name == "broken" and "backend down" in second.observation  # recorded, answer still given
     assert prediction.answer == "FOOD"
+
+
+# --- the persona is one piece of program state (issue 10, fault 1) ---------------------------------
+
+SPORTS = "You love SPORTS and answer SPORTS for match reports."
+
+
+def test_dspy_state_round_trip_carries_the_persona_and_its_version(tmp_path, hashing_embedder):
+    lm = ScriptedLM(persona_sensitive())
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
+        a = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False).with_persona(SPORTS)
+        a.commit_persona()
+        b = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False)
+        b.load_state(a.dump_state())
+        assert b.persona_text == a.persona_text == SPORTS
+        assert b.persona_version == a.persona_version == 1
+        assert b("match report").answer == a("match report").answer == "SPORTS"
+        a2 = a.with_persona(SPORTS + " Always.")
+        b.load_state(a2.dump_state())  # an uncommitted edit of v1 travels as one
+        assert b.persona_text == a2.persona_text and b.persona_version == 1
+        assert b.commit_persona().text == SPORTS + " Always."
+        fresh = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False)
+        assert fresh.persona_text == b.persona_text and fresh.persona_version == 2
+        assert fresh("match report").answer == b("match report").answer
+
+
+def test_dspy_save_and_load_keep_their_meaning(tmp_path, hashing_embedder):
+    lm = ScriptedLM(persona_sensitive())
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
+        a = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False).with_persona(SPORTS)
+        path = tmp_path / "agent.json"
+        a.save(str(path))  # dspy.Module.save(path): program state, not a persona version
+        assert path.is_file() and ws.personas.current("u1") is None
+        b = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False)
+        assert b.persona_text != SPORTS
+        b.load(str(path))
+        assert b.persona_text == SPORTS and b.persona_version is None
+        assert b("match report").answer == "SPORTS"
+        assert b.deepcopy().persona_text == SPORTS
+        with pytest.raises(ValueError, match="persona of user 'u1'"):
+            PersonaAgent("u2", workspace=ws, answer_format=LABELS).load(str(path))
+
+
+def test_commit_persona_refuses_to_overwrite_a_version_stored_meanwhile(ws):
+    agent = fill(ws, "alice", [("pasta", "FOOD")])
+    v1 = agent.with_persona("You adore Italian cooking.").commit_persona()
+    loaded = PersonaAgent("alice", workspace=ws)
+    ws.personas.add("alice", "You adore French cooking.", v1.provenance.model_copy(update={"source": "manual"}))
+    edited = loaded.with_persona("You adore Italian and Greek cooking.")
+    with pytest.raises(PersonaConflict, match="derived from v1 \\(now v2\\)"):
+        edited.commit_persona()
+    assert ws.personas.current("alice").text == "You adore French cooking."
+    assert edited.persona_version == 1  # still the version it derives from
+    rebased = edited.with_persona(ws.personas.current("alice")).with_persona("You adore French and Greek cooking.")
+    v3 = rebased.commit_persona()
+    assert (v3.version, v3.parent_version) == (3, 2)

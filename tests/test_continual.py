@@ -52,11 +52,12 @@ def test_realigns_after_every_k_new_interactions_inline(make_agent):
     agent = make_agent(script_with())
     live = ContinualAlignment(agent, every=3, background=False)
     observe_days(live, range(2))
-    assert live.alignments == 0 and agent.persona is None
+    assert live.alignments == 0 and agent.stored_persona() is None
     observe_days(live, range(2, 3))
     assert live.alignments == 1
-    assert agent.persona_text == ALIGNED and agent.persona.text == ALIGNED
-    assert agent("another match").answer == "SPORTS"
+    assert live.agent.persona_text == ALIGNED and live.agent.stored_persona().text == ALIGNED
+    assert live.agent("another match").answer == "SPORTS"
+    assert agent.persona_text != ALIGNED  # the agent given is never edited in place
     observe_days(live, range(2, 3))  # a duplicate is not a new interaction
     assert live.pending == 0
     live.close()
@@ -68,10 +69,10 @@ def test_background_alignment_does_not_block_answers(make_agent):
     live = ContinualAlignment(agent, aligner=PersonaAlignment(num_recent=3), every=3)
     observe_days(live, range(3))  # starts a re-alignment that waits inside the edit call
     assert agent("a match").answer == "POLITICS"  # answered with the old persona meanwhile
-    assert agent.persona_text != ALIGNED
+    assert live.agent.persona_text != ALIGNED
     release.set()
     live.wait()
-    assert agent.persona_text == ALIGNED
+    assert live.agent.persona_text == ALIGNED and live.agent("a match").answer == "SPORTS"
     assert live.alignments == 1
     live.close()
 

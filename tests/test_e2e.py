@@ -31,8 +31,9 @@ def real():
 
 def test_answer_with_real_models_uses_only_the_users_own_memories(real):
     ws, task, user, other = real
-    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format)
-    agent.set_persona("You are a personal assistant for a news writer. PERSONA-MARKER.")
+    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format).with_persona(
+        "You are a personal assistant for a news writer. PERSONA-MARKER."
+    )
     example = next(e for e in task.examples("dev") if e.user_id == user)
     # Quote the other user's text verbatim: their memories must still not come back.
     foreign = task.profile(other)[-1].query
@@ -49,8 +50,8 @@ def test_answer_with_real_models_uses_only_the_users_own_memories(real):
 
 def test_alignment_with_the_real_model_is_traced_step_by_step(real):
     ws, task, user, _ = real
-    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format, use_actions=False)
-    agent.seed_persona()
+    agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format, use_actions=False).seeded()
+    agent.commit_persona()
     memories = ws.episodic.history(user, include_superseded=False)
     aligned = PersonaAlignment(num_recent=3, traces_dir=ws.settings.traces_dir).compile(
         agent, trainset=examples_from_memories(memories)

@@ -48,6 +48,12 @@ def add_history(ws: Workspace, user_id: str, labels: list[str]) -> PersonaAgent:
     return agent
 
 
+def seed(agent: PersonaAgent):
+    """The agent at its stored seed persona (v1), and that version."""
+    seeded = agent.seeded()
+    return seeded, seeded.commit_persona()
+
+
 def trainset(ws: Workspace, user_id: str):
     return examples_from_memories(ws.episodic.history(user_id, include_superseded=False))
 
@@ -80,7 +86,7 @@ def test_gate_adds_one_resimulation_of_the_batch(workspace):
 def test_accepted_edit_is_saved_with_provenance_and_student_is_untouched(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
-    seeded = agent.seed_persona()
+    agent, seeded = seed(agent)
     aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
     saved = ws.personas.current("u1")
     assert saved.version == seeded.version + 1
@@ -96,8 +102,8 @@ def test_gate_rejects_an_edit_that_scores_worse(workspace):
     # The current persona is right; the proposed edit drops what makes it right.
     ws = workspace(persona_sensitive(edit="You are interested in politics and elections most of all."))
     agent = add_history(ws, "u1", ["SPORTS", "SPORTS", "POLITICS", "SPORTS"])
-    agent.set_persona(GOOD_PERSONA)
-    agent.save()
+    agent = agent.with_persona(GOOD_PERSONA)
+    agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=trainset(ws, "u1"))
     gate = [e for e in aligned.alignment_trace if isinstance(e, Gated)]
     assert len(gate) == 1 and not gate[0].accepted
@@ -130,7 +136,7 @@ def test_batch_score_never_decreases_after_an_accepted_edit(workspace):
 def test_malformed_edit_leaves_the_persona_intact(workspace, bad_edit):
     ws = workspace(persona_sensitive(edit=bad_edit))
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
-    before = agent.seed_persona()
+    agent, before = seed(agent)
     aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
     skipped = [e for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
     assert [e.step for e in skipped] == ["edit"]
@@ -152,7 +158,7 @@ def test_failing_critique_and_edit_calls_are_recorded_and_skipped(workspace):
 
     ws = workspace(script)
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
-    before = agent.seed_persona()
+    agent, before = seed(agent)
     aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
     steps = [e.step for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
     assert steps == ["critique", "edit"]
@@ -275,7 +281,7 @@ def test_gate_rejects_an_edit_under_which_answers_fail(workspace):
 
     ws = workspace(script)
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
-    before = agent.seed_persona()
+    agent, before = seed(agent)
     aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
     gate = next(e for e in aligned.alignment_trace if isinstance(e, Gated))
     assert not gate.accepted and "3 simulations failed" in gate.reason

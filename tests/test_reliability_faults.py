@@ -115,7 +115,8 @@ def seeded_agent(ws, answer_format=LABELS, **options):
     for day in range(4):
         agent.observe(f"match report number {day}", "SPORTS" if answer_format is LABELS else "4",
                       timestamp=datetime(2021, 1, 1) + timedelta(days=day))
-    return agent, agent.seed_persona()
+    seeded = agent.seeded()
+    return seeded, seeded.commit_persona()
 
 
 def align(ws, agent):

@@ -143,7 +143,7 @@ def test_csv_file_to_memory_keeps_every_valid_record(episodic, tmp_path_factory,
 def test_unknown_user_and_task_errors_name_what_is_missing_and_what_to_do(tmp_path):
     with Workspace(Settings(home=tmp_path, store=":memory:"), embedder=EMBEDDER) as ws:
         with pytest.raises(UnknownUser) as load:
-            PersonaAgent.load("nobody", workspace=ws)
+            PersonaAgent.for_user("nobody", workspace=ws)
         with pytest.raises(UnknownUser) as memory:
             ws.episodic.require_user("nobody")
         with pytest.raises(UnknownUser) as persona:

@@ -78,9 +78,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         for day, topic in enumerate(TOPICS):
             agent.observe(f"{topic} {tag} private note", f"POLITICS {tag}", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
         ws.knowledge.add_documents(user_id, [f"{topic} document {tag}" for topic in TOPICS])
-        ws.personas.add(user_id, f"You answer for the user tagged {tag}.", PersonaProvenance(source="manual"))
+        stored = ws.personas.add(user_id, f"You answer for the user tagged {tag}.", PersonaProvenance(source="manual"))
         memories = ws.episodic.history(user_id)
-        aligner.compile(agent, trainset=examples_from_memories(memories), run_id=run_id)
+        aligner.compile(agent.with_persona(stored), trainset=examples_from_memories(memories), run_id=run_id)
     yield ws, run_id
     ws.close()
 

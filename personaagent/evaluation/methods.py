@@ -31,7 +31,7 @@ from personaagent.agent import PersonaAgent
 from personaagent.evaluation.runner import Prediction
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.optimizers import PersonaAlignment, examples_from_memories
-from personaagent.persona import GENERIC_PERSONA, seed_persona_text
+from personaagent.persona import GENERIC_PERSONA
 from personaagent.runtime.usage import metered
 from personaagent.signatures import response_signature
 from personaagent.workspace import Workspace
@@ -78,8 +78,7 @@ class AgentMethod:
         )
         memories = self.workspace.episodic.history(example.user_id, include_superseded=False)
         if self.seed_persona:
-            with self.workspace.lm_context():
-                agent.set_persona(seed_persona_text(self.workspace.semantic(example.user_id, memories)))
+            agent = agent.seeded()
         if self.aligner is not None:
             agent = self.aligner.compile(agent, trainset=examples_from_memories(memories))
         return agent
