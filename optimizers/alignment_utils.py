@@ -10,20 +10,24 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import dspy
 
 from personaagent.guards import repetition_problem, scaffolding_problem
-from personaagent.records import AnswerFormat, Memory
+from personaagent.records import AnswerFormat, PersonaProvenance
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 
 __all__ = [
+    "PersonaProgram",
+    "SimulatedItem",
+    "GateVerdict",
+    "gate_verdict",
+    "mean_score",
     "ScoredFeedback",
     "call_metric",
     "check_metric",
     "default_metric",
-    "examples_from_memories",
     "latest_examples",
     "aggregate_critiques",
     "persona_problem",
@@ -31,6 +35,78 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class PersonaProgram(Protocol):
+    """What PersonaAlignment uses of its student; ``PersonaAgent`` is one.
+
+    The persona is the program's instructions; ``with_persona`` returns an edited copy, and
+    ``persona_version`` is the stored version the persona is or derives from.
+    """
+
+    user_id: str
+    answer_format: AnswerFormat
+    persona_version: int | None
+    persona_provenance: PersonaProvenance | None
+
+    @property
+    def persona_text(self) -> str: ...
+
+    def with_persona(self, persona: str) -> Any: ...
+
+    def trainset(self) -> list[dspy.Example]: ...
+
+    def deepcopy(self) -> Any: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SimulatedItem:
+    """One interaction re-answered with a persona, and how well it matched the truth."""
+
+    example: dspy.Example
+    answer: Any
+    score: float
+    feedback: str
+    failed: bool = False
+
+
+def mean_score(items: Sequence[SimulatedItem]) -> float:
+    """The mean score of ``items``; 0.0 for none (callers never gate on an empty set)."""
+    return sum(item.score for item in items) / len(items) if items else 0.0
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """Whether an edited persona replaces the current one, why, and the scores compared."""
+
+    accepted: bool
+    reason: str
+    score_before: float
+    score_after: float
+
+
+def gate_verdict(before: Sequence[SimulatedItem], after: Sequence[SimulatedItem] | None) -> GateVerdict:
+    """The gate: keep an edit only if it scores no worse and fails no more often.
+
+    Args:
+        before: the current persona's answers on the gate's items.
+        after: the edited persona's answers on the same items; None when the gate is off (the
+            edit is accepted unscored).
+    """
+    score_before = mean_score(before)
+    if after is None:
+        return GateVerdict(True, "gate disabled", score_before, score_before)
+    score_after = mean_score(after)
+    failures_before = sum(item.failed for item in before)
+    failures_after = sum(item.failed for item in after)
+    accepted = score_after >= score_before and failures_after <= failures_before
+    if failures_after > failures_before:
+        reason = f"{failures_after} simulations failed with the edit (before: {failures_before})"
+    else:
+        reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
+    return GateVerdict(accepted, reason, score_before, score_after)
 
 
 @dataclass(frozen=True)
@@ -113,23 +189,6 @@ def default_metric(answer_format: AnswerFormat) -> Callable:
         return dspy.Prediction(score=score, feedback=f"The answer {answer!s} is {verdict}; the user answered {truth}.")
 
     return metric
-
-
-def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
-    """Memories as alignment examples: ``query`` is the input, ``answer`` the user's true response.
-
-    Each example carries its memory id and timestamp so re-answering it hides it (and anything
-    newer) from retrieval.
-    """
-    return [
-        dspy.Example(
-            query=m.interaction.query,
-            answer=m.interaction.response,
-            memory_id=m.memory_id,
-            timestamp=m.interaction.timestamp,
-        ).with_inputs("query")
-        for m in memories
-    ]
 
 
 def latest_examples(trainset: Sequence[dspy.Example], n: int) -> list[dspy.Example]:

@@ -1,7 +1,8 @@
 """Continual alignment: re-align a user's persona every k new interactions, off the answer path.
 
 Answers keep using the current persona while a re-alignment runs in a background thread; the
-aligned persona is swapped in only when the optimizer finishes (and was saved by its gate).
+aligned persona is stored and swapped in only when the optimizer finishes, and only if no other
+version of the user's persona was stored meanwhile.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 from personaagent.agent import PersonaAgent
+from personaagent.errors import PersonaConflict
 from personaagent.memory import AddReport
 
-from .alignment_utils import examples_from_memories
+from .many_users import commit_aligned
 from .persona_alignment import PersonaAlignment
 
 __all__ = ["ContinualAlignment"]
@@ -75,9 +77,21 @@ class ContinualAlignment:
         return report
 
     def align_now(self) -> None:
-        """Re-align on the latest interactions and swap the result into the agent."""
-        memories = self.agent.workspace.episodic.history(self.agent.user_id, include_superseded=False)
-        aligned = self.aligner.compile(self.agent, trainset=examples_from_memories(memories))
+        """Re-align on the latest interactions, store the result and swap it in for the agent.
+
+        If the user's persona was changed meanwhile (a manual edit, a rollback), the aligned
+        edit is dropped and the agent follows the stored persona instead.
+        """
+        agent = self.agent
+        aligned = self.aligner.compile(agent)
+        try:
+            commit_aligned(aligned, traces_dir=self.aligner.traces_dir)
+        except PersonaConflict as exc:
+            logger.warning("user %r: continual alignment not stored: %s", agent.user_id, exc)
+            stored = agent.stored_persona()
+            if stored is not None:
+                self.agent = agent.with_persona(stored)
+            return
         # One assignment: an answer in flight finishes on the old agent, never on a mix of both.
         self.agent = aligned
         self.alignments += 1

@@ -3,8 +3,9 @@
 A run's progress is a JSONL manifest of finished users under ``<runs_dir>/<config key>/``. The
 key hashes everything that changes a compile's outcome (optimizer settings, LM, answer format),
 so restarting the same job skips users already finished, and a changed job starts afresh.
-Personas are saved by the optimizer as each edit is accepted, so a killed run loses at most the
-user in flight, never a finished persona.
+Each user's aligned persona is stored when their compile finishes, as a compare-and-swap against
+the version the compile started from; a killed run loses at most the users in flight, never a
+finished persona.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from pydantic import ValidationError
 
 from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
-from personaagent.errors import PersonaAgentError
-from personaagent.records import UserCompileRecord
+from personaagent.errors import PersonaAgentError, PersonaConflict
+from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
 from personaagent.runtime.usage import metered
-from personaagent.traces import new_run_id
+from personaagent.traces import TraceWriter, new_run_id
 from personaagent.workspace import Workspace
 
-from .alignment_utils import examples_from_memories
-from .persona_alignment import PersonaAlignment
+from .persona_alignment import AlignmentResult, PersonaAlignment
 
-__all__ = ["compile_users", "run_key", "finished_users"]
+__all__ = ["compile_users", "commit_aligned", "run_key", "finished_users"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,33 @@ def finished_users(manifest: Path) -> dict[str, UserCompileRecord]:
     return done
 
 
+def commit_aligned(aligned: PersonaAgent, *, traces_dir: Path | None) -> Persona | None:
+    """Store a compiled program's persona if its compile accepted an edit, and trace the commit.
+
+    The store is ``aligned.commit_persona()``: a compare-and-swap against the version the
+    compile started from. The commit is appended to the run's trace as a PersonaCommitted event.
+
+    Returns:
+        The stored Persona, or None when the compile changed nothing.
+
+    Raises:
+        PersonaConflict: another version was stored while the compile ran; nothing is written.
+    """
+    result: AlignmentResult = aligned.alignment_result
+    if result.accepted_edits == 0:
+        return None
+    persona = aligned.commit_persona()
+    TraceWriter(traces_dir, result.run_id, result.user_id).write(
+        PersonaCommitted(
+            run_id=result.run_id,
+            user_id=result.user_id,
+            persona_version=persona.version,
+            parent_version=persona.parent_version,
+        )
+    )
+    return persona
+
+
 def compile_users(
     workspace: Workspace,
     user_ids: Sequence[str],
@@ -75,7 +102,7 @@ def compile_users(
     run_id: str | None = None,
     on_user_done: Callable[[UserCompileRecord], None] | None = None,
 ) -> list[UserCompileRecord]:
-    """Seed (if needed) and align the persona of every user in ``user_ids``.
+    """Seed (if needed), align and store the persona of every user in ``user_ids``.
 
     Args:
         workspace: where memories, personas and traces live.
@@ -89,6 +116,8 @@ def compile_users(
 
     Returns:
         One record per requested user, in the order given (resumed users keep their old record).
+        A user whose persona was changed by someone else while their compile ran ends as
+        "conflict": the edit is not stored, and a rerun compiles them again.
     """
     agent_options = dict(agent_options or {})
     run_id = run_id or new_run_id()
@@ -100,32 +129,29 @@ def compile_users(
     write_lock = threading.Lock()
 
     def compile_one(user_id: str) -> UserCompileRecord:
+        outcome: dict[str, Any]
         with metered() as meter:
             try:
                 agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded()
                 if agent.persona_version is None:
                     agent.commit_persona()  # the seed, as the user's first version
-                memories = workspace.episodic.history(user_id, include_superseded=False)
-                aligned = aligner.compile(agent, trainset=examples_from_memories(memories), run_id=run_id)
-                result = aligned.alignment_result
-                record = UserCompileRecord(
-                    user_id=user_id,
-                    run_id=run_id,
-                    status=result.status,
-                    persona_version=aligned.persona_version,
-                    score_initial=result.score_initial,
-                    score_final=result.score_final,
-                    usage=meter.usage,
-                )
+                aligned = aligner.compile(agent, run_id=run_id)
+                result: AlignmentResult = aligned.alignment_result
+                outcome = {"status": result.status, "score_initial": result.score_initial, "score_final": result.score_final}
+                try:
+                    commit_aligned(aligned, traces_dir=aligner.traces_dir)
+                    outcome["persona_version"] = aligned.persona_version
+                except PersonaConflict as exc:
+                    logger.warning("user %r: aligned persona not stored: %s", user_id, exc)
+                    outcome.update(status="conflict", error=str(exc))
             except PersonaAgentError as exc:
                 logger.warning("user %r not compiled: %s", user_id, exc)
-                record = UserCompileRecord(user_id=user_id, run_id=run_id, status="failed", error=str(exc), usage=meter.usage)
+                outcome = {"status": "failed", "error": str(exc)}
             except Exception as exc:  # one user's failure must not stop the others
                 logger.exception("user %r failed", user_id)
-                record = UserCompileRecord(
-                    user_id=user_id, run_id=run_id, status="failed", error=f"{type(exc).__name__}: {exc}", usage=meter.usage
-                )
-        if record.status != "failed":
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        record = UserCompileRecord(user_id=user_id, run_id=run_id, usage=meter.usage, **outcome)
+        if record.status not in ("failed", "conflict"):
             with write_lock:
                 append_line(manifest, record)
         if on_user_done is not None:

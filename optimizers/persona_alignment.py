@@ -2,15 +2,17 @@
 
 Each iteration: simulate the user's latest n interactions with the current persona, critique each
 simulated answer against the user's true one (the textual loss), aggregate the critiques into one
-bounded textual gradient, rewrite the persona from it, and keep the rewrite only if it scores no
-worse (the gate). Every step is written as a TraceEvent.
+bounded textual gradient, rewrite the persona from it, and keep the rewrite only if the gate
+accepts it. Every step is written as a TraceEvent. ``compile`` is pure: it returns an aligned
+copy of the student and writes no persona version; storing the result is the caller's step
+(``aligned.commit_persona()``, or ``commit_aligned``, which also records it in the trace).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,40 +33,46 @@ from personaagent.records import (
     LMUsage,
     PersonaProvenance,
     Simulated,
+    SimulationPhase,
     StepSkipped,
 )
 from personaagent.runtime.usage import UsageMeter, metered
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
-from personaagent.traces import TraceWriter, new_run_id
+from personaagent.traces import TraceWriter, UserTrace, new_run_id
 
 from .alignment_utils import (
+    PersonaProgram,
+    SimulatedItem,
     aggregate_critiques,
     call_metric,
     check_metric,
     default_metric,
+    gate_verdict,
     latest_examples,
+    mean_score,
     persona_problem,
 )
 
-__all__ = ["PersonaAlignment", "SimulatedItem", "AlignmentResult"]
+__all__ = ["PersonaAlignment", "AlignmentResult"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class SimulatedItem:
-    """One interaction re-answered with a persona, and how well it matched the truth."""
-
-    example: dspy.Example
-    answer: Any
-    score: float
-    feedback: str
-    failed: bool = False
-
-
-@dataclass(frozen=True)
 class AlignmentResult:
-    """What one compile did, attached to the returned program as ``alignment_result``."""
+    """What one compile did, attached to the returned program as ``alignment_result``.
+
+    Attributes:
+        run_id, user_id: the trace run and the user.
+        status: "edited" (an edit was accepted), "unchanged", "budget_exhausted" or "failed".
+        score_initial, score_final: the gate's score of the starting and the final persona.
+        iterations: iterations that got as far as critiquing.
+        accepted_edits: edits the gate kept.
+        base_version: the stored persona version the compile started from (what a commit of the
+            result is checked against); None for a persona never stored.
+        usage: LM cost of the whole compile.
+        trace: every event of the run (``format_trace(result.trace)`` prints it).
+    """
 
     run_id: str
     user_id: str
@@ -73,24 +81,32 @@ class AlignmentResult:
     score_final: float
     iterations: int
     accepted_edits: int
-    persona_version: int | None
+    base_version: int | None
     usage: LMUsage
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "usage": self.usage.model_dump()}
+    trace: UserTrace
 
 
-def _mean(items: Sequence[SimulatedItem]) -> float:
-    return sum(item.score for item in items) / len(items) if items else 0.0
+@dataclass
+class _Run:
+    """What every step of one compile shares: where events go, the metric and the LM meter."""
+
+    run_id: str
+    user_id: str
+    writer: TraceWriter
+    metric: Callable
+    meter: UsageMeter
+
+    def write(self, event_type: type, **fields: Any) -> None:
+        self.writer.write(event_type(run_id=self.run_id, user_id=self.user_id, **fields))
 
 
 class PersonaAlignment(Teleprompter):
     """Compiles a user's persona by test-time alignment on their latest interactions.
 
-    The student is a PersonaAgent (anything with ``user_id``, ``persona_text``,
-    ``persona_version`` and ``with_persona``). Paper cost per iteration without the gate: n simulations + n critiques +
-    1 update (7 LM calls for n = 3); the gate re-simulates the batch with the new persona (n more),
-    and that simulation is reused by the next iteration.
+    The student is a PersonaAgent (see ``PersonaProgram`` for what the loop uses of it). Paper
+    cost per iteration without the gate: n simulations + n critiques + 1 update (7 LM calls for
+    n = 3); the gate re-simulates the batch with the new persona (n more), and that simulation is
+    reused by the next iteration.
 
     Args:
         metric: scores a simulated answer against the truth; ``(gold, pred)`` or GEPA-style
@@ -99,7 +115,8 @@ class PersonaAlignment(Teleprompter):
             ``default_metric`` for the student's answer format.
         num_recent: how many of the latest interactions to simulate (the paper's n). Defaults to 3.
         max_iterations: alignment iterations (paper: 1; gains level off after ~3). Defaults to 1.
-        gate: keep an edit only if it scores no worse on the batch (or the valset). Defaults to True.
+        gate: keep an edit only if ``gate_verdict`` accepts it on the batch (or the valset).
+            Defaults to True.
         stop_when_perfect: end early once every simulated answer scores 1. Defaults to True.
         max_gradient_chars: cap on the aggregated critiques. Defaults to 1500.
         min_persona_chars: shortest acceptable persona edit. Defaults to 20.
@@ -108,14 +125,13 @@ class PersonaAlignment(Teleprompter):
         max_tokens: per-user budget of LM tokens for one compile; None for no limit.
         prompt_model: LM for the critique and update steps. Defaults to the student's LM.
         traces_dir: folder for trace JSONL files; None keeps traces in memory only.
-        save_personas: save each accepted persona as a new version in the student's persona
-            book. Defaults to True.
 
     Examples:
         >>> aligner = PersonaAlignment(num_recent=3, max_iterations=2)  # doctest: +SKIP
-        >>> aligned = aligner.compile(agent, trainset=examples_from_memories(memories))  # doctest: +SKIP
+        >>> aligned = aligner.compile(agent)  # trainset: the agent's own history  # doctest: +SKIP
         >>> aligned.alignment_result.status  # doctest: +SKIP
         'edited'
+        >>> aligned.commit_persona()  # store it as the user's next persona version  # doctest: +SKIP
     """
 
     def __init__(
@@ -137,7 +153,6 @@ class PersonaAlignment(Teleprompter):
         # Models and outputs
         prompt_model: Any = None,
         traces_dir: Path | None = None,
-        save_personas: bool = True,
     ) -> None:
         super().__init__()
         if metric is not None:
@@ -162,75 +177,75 @@ class PersonaAlignment(Teleprompter):
         self.max_tokens = max_tokens
         self.prompt_model = prompt_model
         self.traces_dir = traces_dir
-        self.save_personas = save_personas
 
     def config(self) -> dict[str, Any]:
         """The settings that change a compile's outcome (what resume compares)."""
+        outputs = ("prompt_model", "traces_dir", "metric")
         return {
-            "num_recent": self.num_recent,
-            "max_iterations": self.max_iterations,
-            "gate": self.gate,
-            "stop_when_perfect": self.stop_when_perfect,
-            "max_gradient_chars": self.max_gradient_chars,
-            "min_persona_chars": self.min_persona_chars,
-            "max_persona_chars": self.max_persona_chars,
-            "max_lm_calls": self.max_lm_calls,
-            "max_tokens": self.max_tokens,
+            **{key: value for key, value in self.get_params().items() if key not in outputs},
             "metric": getattr(self.metric, "__qualname__", None),
         }
 
     def compile(
         self,
-        student: dspy.Module,
+        student: PersonaProgram,
         *,
-        trainset: list[dspy.Example],
+        trainset: Sequence[dspy.Example] | None = None,
         teacher: dspy.Module | None = None,
-        valset: list[dspy.Example] | None = None,
+        valset: Sequence[dspy.Example] | None = None,
         run_id: str | None = None,
-    ) -> dspy.Module:
-        """Align the student's persona to the user behind ``trainset``.
+    ) -> Any:
+        """Align the student's persona to its user's latest interactions. Writes no persona version.
 
         Args:
-            student: the user's PersonaAgent; it is deep-copied, never edited in place.
+            student: the user's PersonaAgent; it is copied, never edited.
             trainset: the user's interactions as examples (``query`` input, ``answer`` truth,
                 optional ``memory_id`` and ``timestamp``); the latest ``num_recent`` are used.
+                Defaults to ``student.trainset()``, the user's own history.
             teacher: unused; accepted for the Teleprompter contract.
-            valset: optional examples the gate scores on instead of the batch.
+            valset: examples the gate scores on instead of the batch; None gates on the batch.
             run_id: groups the traces of several users compiled together. Defaults to a new id.
 
         Returns:
-            A copy of the student with the aligned persona, carrying ``alignment_result``
-            (an AlignmentResult) and ``alignment_trace`` (the TraceEvents).
+            A copy of the student with the aligned persona (not stored: ``commit_persona()``
+            stores it, checked against the version the compile started from), carrying
+            ``alignment_result`` (an AlignmentResult, with the trace).
+
+        Raises:
+            EmptyHistory: the trainset is empty.
+            ValueError: ``valset`` is given but empty (a gate on nothing would accept anything).
         """
+        if valset is not None and len(valset) == 0:
+            raise ValueError("valset is empty: give the examples the gate should score, or None to gate on the batch")
         program = student.deepcopy()
-        metric = self.metric or default_metric(program.answer_format)
         run_id = run_id or new_run_id()
         user_id = program.user_id
-        writer = TraceWriter(self.traces_dir, run_id, user_id)
-        batch = latest_examples(trainset, self.num_recent)
+        batch = latest_examples(student.trainset() if trainset is None else trainset, self.num_recent)
         if not batch:
             raise EmptyHistory(f"user {user_id!r}: alignment needs at least one interaction in the trainset")
         accepted_edits, iterations_run = 0, 0
         status: CompileStatus = "unchanged"
-        event = dict(run_id=run_id, user_id=user_id)
 
         with metered() as total, self._lm_scope(program):
-            writer.write(
-                CompileStarted(
-                    **event,
-                    persona_version=program.persona_version,
-                    persona_text=program.persona_text,
-                    config=self.config(),
-                    batch_ids=tuple(str(ex.get("memory_id") or i) for i, ex in enumerate(batch)),
-                )
+            run = _Run(
+                run_id,
+                user_id,
+                TraceWriter(self.traces_dir, run_id, user_id),
+                self.metric or default_metric(program.answer_format),
+                total,
             )
-            # STEP 1: simulate the batch with the current persona.
+            run.write(
+                CompileStarted,
+                persona_version=program.persona_version,
+                persona_text=program.persona_text,
+                config=self.config(),
+                batch_ids=tuple(str(ex.get("memory_id") or i) for i, ex in enumerate(batch)),
+            )
+            # STEP 1: simulate the batch (and the valset, if any) with the current persona.
             logger.info("user %r: simulating %d interactions", user_id, len(batch))
-            simulated = self._simulate(program, batch, metric, writer, event, iteration=1, total=total)
-            gate_items = simulated if valset is None else self._simulate(
-                program, valset, metric, writer, event, iteration=1, total=total
-            )
-            score_initial = score_current = _mean(gate_items)
+            simulated = self._simulate(run, program, batch, phase="batch", iteration=1)
+            gate_items = simulated if valset is None else self._simulate(run, program, valset, phase="valset", iteration=1)
+            score_initial = score_current = mean_score(gate_items)
 
             for iteration in range(1, self.max_iterations + 1):
                 if self.stop_when_perfect and all(item.score >= 1.0 for item in simulated):
@@ -242,124 +257,98 @@ class PersonaAlignment(Teleprompter):
                 if all(item.failed for item in simulated):
                     # No answer to compare with the truth: critiques of "(no answer)" would be
                     # noise, and the gate (0 -> 0, no more failures) would let any edit through.
-                    writer.write(
-                        StepSkipped(**event, iteration=iteration, step="critique", error="every simulation failed")
-                    )
+                    run.write(StepSkipped, iteration=iteration, step="critique", error="every simulation failed")
                     break
                 iterations_run = iteration
                 # STEP 2: critique each simulated answer against the truth (the textual loss).
                 logger.info("user %r: iteration %d: critiquing", user_id, iteration)
-                critiques = self._critique(program, simulated, writer, event, iteration, total)
+                critiques = self._critique(run, program, simulated, iteration)
                 if critiques is None:
                     status = "budget_exhausted"
                     break
                 if not critiques:
-                    writer.write(StepSkipped(**event, iteration=iteration, step="aggregate", error="no critiques"))
+                    run.write(StepSkipped, iteration=iteration, step="aggregate", error="no critiques")
                     break
                 # STEP 3: aggregate the critiques into one bounded textual gradient.
                 gradient, truncated = aggregate_critiques(critiques, max_chars=self.max_gradient_chars)
-                writer.write(
-                    Aggregated(
-                        **event, iteration=iteration, gradient=gradient, num_critiques=len(critiques), truncated=truncated
-                    )
+                run.write(
+                    Aggregated, iteration=iteration, gradient=gradient, num_critiques=len(critiques), truncated=truncated
                 )
                 if self._over_budget(total):
                     status = "budget_exhausted"
                     break
                 # STEP 4: rewrite the persona from the gradient.
                 logger.info("user %r: iteration %d: editing the persona", user_id, iteration)
-                candidate = self._edit(program, gradient, writer, event, iteration)
+                candidate = self._edit(run, program, gradient, iteration)
                 if candidate is None:
                     continue
-                # STEP 5: gate: keep the edit only if it scores no worse.
-                score_before = score_current
+                # STEP 5: the gate decides whether the edited copy replaces the program.
                 edited = program.with_persona(candidate)
-                trial: list[SimulatedItem] = []
-                gate_usage = LMUsage()
                 if self.gate:
                     with metered() as step:
-                        trial = self._simulate(
-                            edited, valset or batch, metric, writer, event, iteration=iteration + 1, total=total
-                        )
-                    gate_usage, score_after = step.usage, _mean(trial)
-                    failures_before = sum(item.failed for item in gate_items)
-                    failures_after = sum(item.failed for item in trial)
-                    accepted = score_after >= score_before and failures_after <= failures_before
-                    if failures_after > failures_before:
-                        reason = f"{failures_after} simulations failed with the edit (before: {failures_before})"
-                    else:
-                        reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
+                        trial = self._simulate(run, edited, valset or batch, phase="trial", iteration=iteration)
+                    verdict = gate_verdict(gate_items, trial)
+                    gate_usage = step.usage
                 else:
                     # Without the gate the new persona is not scored (the paper's 7-call budget).
-                    score_after, accepted, reason = score_before, True, "gate disabled"
-                version = None
-                if accepted:
-                    accepted_edits += 1
-                    status = "edited"
-                    score_current = score_after
-                    gate_items = trial or gate_items
-                    program = edited
-                    program.persona_provenance = PersonaProvenance(
-                        source="alignment",
-                        interaction_ids=tuple(str(ex.get("memory_id")) for ex in batch if ex.get("memory_id")),
-                        critique=gradient,
-                        run_id=run_id,
-                    )
-                    if self.save_personas:
-                        version = program.commit_persona().version
-                    if self.gate and valset is None:
-                        simulated = trial  # the gate already re-answered the batch with this persona
-                    elif iteration < self.max_iterations:
-                        simulated = self._simulate(
-                            program, batch, metric, writer, event, iteration=iteration + 1, total=total
-                        )
-                writer.write(
-                    Gated(
-                        **event,
-                        iteration=iteration,
-                        accepted=accepted,
-                        reason=reason,
-                        score_before=score_before,
-                        score_after=score_after,
-                        persona_version=version,
-                        usage=gate_usage,
-                    )
+                    trial, verdict, gate_usage = [], gate_verdict(gate_items, None), LMUsage()
+                run.write(
+                    Gated,
+                    iteration=iteration,
+                    accepted=verdict.accepted,
+                    reason=verdict.reason,
+                    score_before=verdict.score_before,
+                    score_after=verdict.score_after,
+                    usage=gate_usage,
                 )
+                if not verdict.accepted:
+                    continue
+                accepted_edits += 1
+                status = "edited"
+                score_current = verdict.score_after
+                gate_items = trial or gate_items
+                program = edited
+                program.persona_provenance = PersonaProvenance(
+                    source="alignment",
+                    interaction_ids=tuple(str(ex.get("memory_id")) for ex in batch if ex.get("memory_id")),
+                    critique=gradient,
+                    run_id=run_id,
+                )
+                if self.gate and valset is None:
+                    simulated = trial  # the gate already re-answered the batch with this persona
+                elif iteration < self.max_iterations:
+                    simulated = self._simulate(run, program, batch, phase="batch", iteration=iteration + 1)
 
             if status != "budget_exhausted" and all(item.failed for item in simulated):
                 status = "failed"
-            result = AlignmentResult(
-                run_id=run_id,
-                user_id=user_id,
+            run.write(
+                CompileFinished,
                 status=status,
                 score_initial=score_initial,
                 score_final=score_current,
                 iterations=iterations_run,
-                accepted_edits=accepted_edits,
-                persona_version=program.persona_version,
                 usage=total.usage,
-            )
-            writer.write(
-                CompileFinished(
-                    **event,
-                    status=status,
-                    score_initial=score_initial,
-                    score_final=score_current,
-                    persona_version=program.persona_version,
-                    iterations=iterations_run,
-                    usage=total.usage,
-                )
             )
         logger.info(
             "user %r: %s, score %.3f -> %.3f, %d LM calls", user_id, status, score_initial, score_current, total.calls
         )
-        program.alignment_result = result
-        program.alignment_trace = writer.events
+        program.alignment_result = AlignmentResult(
+            run_id=run_id,
+            user_id=user_id,
+            status=status,
+            score_initial=score_initial,
+            score_final=score_current,
+            iterations=iterations_run,
+            accepted_edits=accepted_edits,
+            base_version=student.persona_version,
+            usage=total.usage,
+            trace=UserTrace(run_id, user_id, tuple(run.writer.events)),
+        )
         return program
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _lm_scope(self, program: dspy.Module):
+    def _lm_scope(self, program: Any) -> AbstractContextManager[Any]:
         workspace = getattr(program, "workspace", None)
         return workspace.lm_context() if workspace is not None else nullcontext()
 
@@ -369,12 +358,15 @@ class PersonaAlignment(Teleprompter):
             self.max_tokens is not None and usage.tokens >= self.max_tokens
         )
 
-    def _simulate(self, program, examples, metric, writer, event, *, iteration, total) -> list[SimulatedItem]:
+    def _simulate(
+        self, run: _Run, program: Any, examples: Sequence[dspy.Example], *, phase: SimulationPhase, iteration: int
+    ) -> list[SimulatedItem]:
+        """Re-answer ``examples`` with ``program``, hiding each one (and anything newer) from it."""
         items = []
         for index, example in enumerate(examples):
             item_id = str(example.get("memory_id") or index)
-            if self._over_budget(total):
-                writer.write(StepSkipped(**event, iteration=iteration, step="simulate", error="budget exhausted"))
+            if self._over_budget(run.meter):
+                run.write(StepSkipped, iteration=iteration, step="simulate", error="budget exhausted")
                 items.append(SimulatedItem(example, None, 0.0, "not simulated: budget exhausted", failed=True))
                 continue
             with metered() as step:
@@ -384,34 +376,33 @@ class PersonaAlignment(Teleprompter):
                         before=example.get("timestamp"),
                         exclude_ids=[item_id] if example.get("memory_id") else [],
                     )
-                    scored = call_metric(metric, example, prediction)
+                    scored = call_metric(run.metric, example, prediction)
                     item = SimulatedItem(example, prediction.answer, scored.score, scored.feedback)
                 except Exception as exc:  # an unparseable or failed answer scores 0; the run goes on
                     logger.warning("simulation of %s failed: %s", item_id, exc)
-                    writer.write(StepSkipped(**event, iteration=iteration, step="simulate", error=_short(exc)))
+                    run.write(StepSkipped, iteration=iteration, step="simulate", error=_short(exc))
                     item = SimulatedItem(example, None, 0.0, f"no answer: {_short(exc)}", failed=True)
             items.append(item)
-            writer.write(
-                Simulated(
-                    **event,
-                    iteration=iteration,
-                    interaction_id=item_id,
-                    query=example.query,
-                    simulated="" if item.answer is None else str(item.answer),
-                    truth=str(example.answer),
-                    score=item.score,
-                    feedback=item.feedback,
-                    usage=step.usage,
-                )
+            run.write(
+                Simulated,
+                iteration=iteration,
+                phase=phase,
+                interaction_id=item_id,
+                query=example.query,
+                simulated="" if item.answer is None else str(item.answer),
+                truth=str(example.answer),
+                score=item.score,
+                feedback=item.feedback,
+                usage=step.usage,
             )
         return items
 
-    def _critique(self, program, simulated, writer, event, iteration, total) -> list[str] | None:
+    def _critique(self, run: _Run, program: Any, simulated: Sequence[SimulatedItem], iteration: int) -> list[str] | None:
         """Critiques of the simulated answers; None when the budget ran out first."""
         critic = dspy.Predict(CritiqueAnswer)
         critiques = []
         for index, item in enumerate(simulated):
-            if self._over_budget(total):
+            if self._over_budget(run.meter):
                 return None
             item_id = str(item.example.get("memory_id") or index)
             with metered() as step, self._prompt_model_scope():
@@ -425,23 +416,23 @@ class PersonaAlignment(Teleprompter):
                     ).critique.strip()
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)
-                    writer.write(StepSkipped(**event, iteration=iteration, step="critique", error=_short(exc)))
+                    run.write(StepSkipped, iteration=iteration, step="critique", error=_short(exc))
                     continue
             if not critique:
-                writer.write(StepSkipped(**event, iteration=iteration, step="critique", error="empty critique"))
+                run.write(StepSkipped, iteration=iteration, step="critique", error="empty critique")
                 continue
             critiques.append(critique)
-            writer.write(Critiqued(**event, iteration=iteration, interaction_id=item_id, critique=critique, usage=step.usage))
+            run.write(Critiqued, iteration=iteration, interaction_id=item_id, critique=critique, usage=step.usage)
         return critiques
 
-    def _edit(self, program, gradient, writer, event, iteration) -> str | None:
+    def _edit(self, run: _Run, program: Any, gradient: str, iteration: int) -> str | None:
         """A validated persona rewrite, or None (recorded) when the LM gave no usable one."""
         before = program.persona_text
         with metered() as step, self._prompt_model_scope():
             try:
                 candidate = dspy.Predict(UpdatePersona)(persona=before, feedback=gradient).new_persona.strip()
             except Exception as exc:
-                writer.write(StepSkipped(**event, iteration=iteration, step="edit", error=_short(exc)))
+                run.write(StepSkipped, iteration=iteration, step="edit", error=_short(exc))
                 return None
         problem = persona_problem(
             candidate,
@@ -451,22 +442,20 @@ class PersonaAlignment(Teleprompter):
             max_chars=self.max_persona_chars,
         )
         if problem is not None:
-            logger.warning("user %r: persona edit rejected: %s", program.user_id, problem)
-            writer.write(StepSkipped(**event, iteration=iteration, step="edit", error=problem, usage=step.usage))
+            logger.warning("user %r: persona edit rejected: %s", run.user_id, problem)
+            run.write(StepSkipped, iteration=iteration, step="edit", error=problem, usage=step.usage)
             return None
-        writer.write(
-            Edited(
-                **event,
-                iteration=iteration,
-                persona_before=before,
-                persona_after=candidate,
-                diff=persona_diff(before, candidate),
-                usage=step.usage,
-            )
+        run.write(
+            Edited,
+            iteration=iteration,
+            persona_before=before,
+            persona_after=candidate,
+            diff=persona_diff(before, candidate),
+            usage=step.usage,
         )
         return candidate
 
-    def _prompt_model_scope(self):
+    def _prompt_model_scope(self) -> AbstractContextManager[Any]:
         return dspy.context(lm=self.prompt_model) if self.prompt_model is not None else nullcontext()
 
 

@@ -46,7 +46,7 @@ from personaagent.records import (
 from personaagent.signatures import CHOOSE_TOOL_TASK, RESPOND_TASK, response_signature
 from personaagent.workspace import Workspace
 
-__all__ = ["PersonaAgent", "compose_instructions", "memory_demos"]
+__all__ = ["PersonaAgent", "compose_instructions", "memory_demos", "examples_from_memories"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,23 @@ def memory_demos(memories: Sequence[Memory]) -> list[dspy.Example]:
         dspy.Example(query=m.interaction.query, context="(a similar past interaction)", answer=m.interaction.response)
         for m in reversed(memories)
         if m.interaction.response.strip()
+    ]
+
+
+def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
+    """Memories as alignment examples: ``query`` is the input, ``answer`` the user's true response.
+
+    Each example carries its memory id and timestamp so re-answering it hides it (and anything
+    newer) from retrieval.
+    """
+    return [
+        dspy.Example(
+            query=m.interaction.query,
+            answer=m.interaction.response,
+            memory_id=m.memory_id,
+            timestamp=m.interaction.timestamp,
+        ).with_inputs("query")
+        for m in memories
     ]
 
 
@@ -257,6 +274,11 @@ class PersonaAgent(dspy.Module):
         if workspace.episodic.count(user_id) == 0 and workspace.personas.current(user_id) is None:
             raise UnknownUser(f"no memories or persona for user {user_id!r}; ingest some with `personaagent ingest`")
         return cls(user_id, workspace=workspace, **kwargs)
+
+    def trainset(self) -> list[dspy.Example]:
+        """The user's interactions (corrected ones left out) as alignment examples, oldest first:
+        what ``PersonaAlignment.compile(agent)`` aligns on when given no trainset."""
+        return examples_from_memories(self.workspace.episodic.history(self.user_id, include_superseded=False))
 
     # --- DSPy program state -----------------------------------------------------------------
 

@@ -342,9 +342,11 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
                 click.echo(f"{record.user_id}: {record.error}", err=True)
         click.echo(f"\nTrace run {run_id}: {run_dir}")
         click.echo(f"View it with: personaagent trace show {run_id}")
-    failed = [r.user_id for r in records if r.status == "failed"]
+    failed = [r.user_id for r in records if r.status in ("failed", "conflict")]
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(records)} user(s) failed: {', '.join(failed)}")
+        raise click.ClickException(
+            f"{len(failed)} of {len(records)} user(s) failed or were changed meanwhile: {', '.join(failed)}"
+        )
 
 
 @cli.command()

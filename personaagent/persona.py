@@ -112,21 +112,11 @@ class PersonaBook:
         Concurrent writers never overwrite each other: a version number already taken by another
         writer is retried with the next one.
         """
-        if not text.strip():
-            raise ValueError("a persona must not be empty")
         while True:
-            versions = self._versions(user_id)
-            parent = versions[-1] if versions else None
-            persona = Persona(
-                user_id=user_id,
-                version=(parent or 0) + 1,
-                parent_version=parent,
-                text=text.strip(),
-                provenance=provenance,
-            )
-            if write_new(self._user_folder(user_id) / f"v{persona.version}.json", persona):
-                logger.info("user %r: persona v%d saved (%s)", user_id, persona.version, provenance.source)
-                return persona
+            try:
+                return self.add_if_current(user_id, text, provenance, parent_version=self._latest(user_id))
+            except PersonaConflict:
+                continue  # another writer took that version number: go on top of theirs
 
     def add_if_current(
         self, user_id: str, text: str, provenance: PersonaProvenance, *, parent_version: int | None

@@ -38,6 +38,10 @@ __all__ = [
     "Gated",
     "StepSkipped",
     "CompileFinished",
+    "PersonaCommitted",
+    "CompileStatus",
+    "UserCompileStatus",
+    "SimulationPhase",
     "UserCompileRecord",
     "EvalResult",
     "utc_now",
@@ -226,6 +230,10 @@ class LMUsage(Record):
 #: How a user's compile ended.
 CompileStatus = Literal["edited", "unchanged", "budget_exhausted", "failed"]
 
+#: How a user's compile in a many-user run ended: a compile status, or "conflict" when the user's
+#: persona changed while it ran, so its edit was not stored.
+UserCompileStatus = Literal["edited", "unchanged", "budget_exhausted", "failed", "conflict"]
+
 
 class _TraceEventBase(Record):
     run_id: str
@@ -243,8 +251,14 @@ class CompileStarted(_TraceEventBase):
     batch_ids: tuple[str, ...]
 
 
+#: What a simulation was for: the batch the critiques are about, the valset the gate scores, or
+#: the gate's trial of an edited persona (on the valset, or on the batch without one).
+SimulationPhase = Literal["batch", "valset", "trial"]
+
+
 class Simulated(_TraceEventBase):
     kind: Literal["simulated"] = "simulated"
+    phase: SimulationPhase = "batch"
     interaction_id: str
     query: str
     simulated: str
@@ -279,6 +293,7 @@ class Gated(_TraceEventBase):
     reason: str
     score_before: float
     score_after: float
+    #: Only in traces written before compile became pure (it now stores no version).
     persona_version: int | None = None
 
 
@@ -293,12 +308,23 @@ class CompileFinished(_TraceEventBase):
     status: CompileStatus
     score_initial: float
     score_final: float
-    persona_version: int | None
     iterations: int
+    #: Only in traces written before compile became pure: see PersonaCommitted.
+    persona_version: int | None = None
+
+
+class PersonaCommitted(_TraceEventBase):
+    """The caller stored the run's aligned persona (after the compile finished)."""
+
+    kind: Literal["persona_committed"] = "persona_committed"
+    persona_version: int
+    parent_version: int | None
 
 
 TraceEvent = Annotated[
-    Union[CompileStarted, Simulated, Critiqued, Aggregated, Edited, Gated, StepSkipped, CompileFinished],
+    Union[
+        CompileStarted, Simulated, Critiqued, Aggregated, Edited, Gated, StepSkipped, CompileFinished, PersonaCommitted
+    ],
     Field(discriminator="kind"),
 ]
 
@@ -308,7 +334,7 @@ class UserCompileRecord(Record):
 
     user_id: str
     run_id: str
-    status: CompileStatus
+    status: UserCompileStatus
     persona_version: int | None = None
     score_initial: float | None = None
     score_final: float | None = None

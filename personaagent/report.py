@@ -119,7 +119,7 @@ def _user_html(trace: UserTrace) -> str:
     parts = [f"<h2>{escape(trace.user_id)}</h2>"]
     finished = trace.finished
     if finished is not None:
-        version = f"v{finished.persona_version}" if finished.persona_version else "none"
+        version = f"v{trace.persona_version}" if trace.persona_version else "none stored"
         parts.append(
             f"<p>{escape(finished.status)}: score {finished.score_initial:.3f} → {finished.score_final:.3f}, "
             f"persona {version}, {finished.usage.calls} LM calls, {finished.usage.tokens} tokens, "

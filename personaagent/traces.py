@@ -24,6 +24,7 @@ from personaagent.records import (
     Edited,
     Gated,
     LMUsage,
+    PersonaCommitted,
     Simulated,
     StepSkipped,
     TraceEvent,
@@ -71,6 +72,7 @@ class IterationView:
     Attributes:
         number: 1-based iteration.
         answers: the simulated answers the critiques are about (the persona in force).
+        valset: the persona in force's answers on the valset, when the gate scores one.
         critiques: one per answer that was critiqued.
         gradient: the aggregated critiques, if the iteration got that far.
         edit: the persona rewrite, if the LM gave a usable one.
@@ -82,6 +84,7 @@ class IterationView:
 
     number: int
     answers: list[Simulated] = field(default_factory=list)
+    valset: list[Simulated] = field(default_factory=list)
     critiques: list[Critiqued] = field(default_factory=list)
     gradient: Aggregated | None = None
     edit: Edited | None = None
@@ -89,11 +92,6 @@ class IterationView:
     gate: Gated | None = None
     skipped: list[StepSkipped] = field(default_factory=list)
     usage: LMUsage = field(default_factory=LMUsage)
-
-    @property
-    def in_gate(self) -> bool:
-        """An edit was made and its gate verdict is still to come."""
-        return self.edit is not None and self.gate is None
 
     @property
     def score_after(self) -> float | None:
@@ -120,46 +118,50 @@ class UserTrace:
         return next((e for e in self.events if isinstance(e, CompileFinished)), None)
 
     @property
-    def gates(self) -> list[Gated]:
-        return [e for e in self.events if isinstance(e, Gated)]
+    def committed(self) -> PersonaCommitted | None:
+        """The caller's store of the run's aligned persona, if it happened."""
+        return next((e for e in self.events if isinstance(e, PersonaCommitted)), None)
 
-    def iterations(self) -> dict[int, list]:
-        """Events grouped by iteration number (0 holds start and finish)."""
-        grouped: dict[int, list] = {}
-        for event in self.events:
-            grouped.setdefault(event.iteration, []).append(event)
-        return grouped
+    @property
+    def persona_version(self) -> int | None:
+        """The persona version the run stored (None if it stored none)."""
+        if self.committed is not None:
+            return self.committed.persona_version
+        # Traces written before compile became pure recorded the saved version in the finish.
+        return self.finished.persona_version if self.finished is not None else None
 
     def iteration_views(self) -> list[IterationView]:
-        """The run's iterations, each with the answers it critiqued and the gate's re-answers.
+        """The run's iterations, each with the answers it critiqued and the gate's trial answers.
 
-        The optimizer numbers the gate's simulations as the *next* iteration (they are the answers
-        that iteration starts from), so events are assigned by position instead: everything
-        between an edit and its gate verdict belongs to the edit's iteration.
+        Each simulation says what it was for (its phase) and which iteration it belongs to. An
+        iteration that re-simulated nothing critiques the answers the previous one left in force.
         """
-        views: list[IterationView] = []
-        current: IterationView | None = None
+        views: dict[int, IterationView] = {}
         for event in self.events:
-            if isinstance(event, (CompileStarted, CompileFinished)):
+            if isinstance(event, (CompileStarted, CompileFinished, PersonaCommitted)):
                 continue
-            if current is None or not (current.in_gate or event.iteration == current.number):
-                current = IterationView(number=event.iteration, answers=_next_answers(current))
-                views.append(current)
+            view = views.setdefault(event.iteration, IterationView(number=event.iteration))
             if not isinstance(event, Gated):  # a gate's usage repeats its trial simulations'
-                current.usage = current.usage + event.usage
+                view.usage = view.usage + event.usage
             if isinstance(event, Simulated):
-                (current.trial if current.in_gate else current.answers).append(event)
+                {"batch": view.answers, "valset": view.valset, "trial": view.trial}[event.phase].append(event)
             elif isinstance(event, Critiqued):
-                current.critiques.append(event)
+                view.critiques.append(event)
             elif isinstance(event, Aggregated):
-                current.gradient = event
+                view.gradient = event
             elif isinstance(event, Edited):
-                current.edit = event
+                view.edit = event
             elif isinstance(event, Gated):
-                current.gate = event
+                view.gate = event
             elif isinstance(event, StepSkipped):
-                current.skipped.append(event)
-        return views
+                view.skipped.append(event)
+        ordered = [views[number] for number in sorted(views)]
+        for previous, view in zip(ordered, ordered[1:]):
+            if not view.answers:
+                view.answers = _answers_in_force(previous)
+            if not view.valset:
+                view.valset = list(previous.valset)
+        return ordered
 
     def score_curve(self) -> list[tuple[int, float]]:
         """``(iteration, score)`` points: the initial score at 0, then the score after each gate."""
@@ -172,12 +174,10 @@ class UserTrace:
         return points
 
 
-def _next_answers(previous: IterationView | None) -> list[Simulated]:
-    # An accepted edit's trial answers are what the next iteration critiques; a rejected edit
-    # leaves the previous answers in force.
-    if previous is None:
-        return []
-    if previous.gate is not None and previous.gate.accepted and previous.trial:
+def _answers_in_force(previous: IterationView) -> list[Simulated]:
+    # An edit accepted on the batch leaves its trial answers in force (the optimizer reuses them
+    # instead of re-simulating); otherwise the previous answers stay in force.
+    if previous.gate is not None and previous.gate.accepted and previous.trial and not previous.valset:
         return list(previous.trial)
     return list(previous.answers)
 
@@ -219,13 +219,15 @@ def format_trace(trace: UserTrace, *, query_chars: int = 90) -> str:
         if view.edit is not None:
             lines.append("    persona diff:")
             lines.append(_indent(view.edit.diff))
+        if view.valset:
+            scores = ", ".join(f"{sim.score:.2f}" for sim in view.valset)
+            lines.append(f"    valset answered: {scores}")
         if view.trial:
             scores = ", ".join(f"{sim.score:.2f}" for sim in view.trial)
             lines.append(f"    edited persona re-answered: {scores}")
         if view.gate is not None:
             verdict = "accepted" if view.gate.accepted else "rejected"
-            version = f", saved as v{view.gate.persona_version}" if view.gate.persona_version else ""
-            lines.append(f"    gate: {verdict} ({view.gate.reason}){version}; "
+            lines.append(f"    gate: {verdict} ({view.gate.reason}); "
                          f"score {view.gate.score_before:.3f} -> {view.gate.score_after:.3f}")
         for skipped in view.skipped:
             lines.append(f"    skipped {skipped.step}: {_short(skipped.error, 200)}")
@@ -234,12 +236,16 @@ def format_trace(trace: UserTrace, *, query_chars: int = 90) -> str:
     if finished is None:
         lines.append("  (no finish event: the run was interrupted or is still going)")
     else:
-        version = f"v{finished.persona_version}" if finished.persona_version else "none"
+        version = f"v{trace.persona_version}" if trace.persona_version else "none stored"
         lines.append(
             f"  finished: {finished.status}, score {finished.score_initial:.3f} -> {finished.score_final:.3f}, "
             f"persona {version}, {finished.iterations} iteration(s), {finished.usage.calls} LM calls, "
             f"{finished.usage.tokens} tokens, {finished.usage.seconds:.1f} s"
         )
+    committed = trace.committed
+    if committed is not None:
+        parent = f"v{committed.parent_version}" if committed.parent_version else "none"
+        lines.append(f"  stored as persona v{committed.persona_version} (parent {parent})")
     return "\n".join(lines)
 
 
@@ -258,7 +264,7 @@ class UserRunSummary:
         finished = trace.finished
         if finished is None:
             return cls(trace.user_id, "incomplete", None, None, None)
-        return cls(trace.user_id, finished.status, finished.score_initial, finished.score_final, finished.persona_version)
+        return cls(trace.user_id, finished.status, finished.score_initial, finished.score_final, trace.persona_version)
 
 
 @dataclass(frozen=True)

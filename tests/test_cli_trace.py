@@ -40,8 +40,9 @@ def test_show_walks_through_the_iteration(invoke, compiled_run: str) -> None:
     assert "critique: " + CLI_LM_FIELDS["critique"] in text
     assert "gradient (3 critiques):\n      1. " + CLI_LM_FIELDS["critique"] in text  # identical ones merge
     assert "persona diff:" in text and "+" + CLI_LM_FIELDS["new_persona"] in text
-    assert "gate: accepted (score 0.000 >= 0.000), saved as v2" in text
+    assert "gate: accepted (score 0.000 >= 0.000); score 0.000 -> 0.000" in text
     assert "finished: edited, score 0.000 -> 0.000, persona v2" in text
+    assert "stored as persona v2 (parent v1)" in text
     assert "LM calls" in text
     assert invoke("trace", "show", compiled_run, "--user", "alice").stdout == text
 

@@ -8,7 +8,7 @@ import pytest
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.evaluation import load_task
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.records import Gated
 from personaagent.traces import TraceReader
 from personaagent.workspace import Workspace
@@ -52,10 +52,7 @@ def test_alignment_with_the_real_model_is_traced_step_by_step(real):
     ws, task, user, _ = real
     agent = PersonaAgent(user, workspace=ws, answer_format=task.spec.answer_format, use_actions=False).seeded()
     agent.commit_persona()
-    memories = ws.episodic.history(user, include_superseded=False)
-    aligned = PersonaAlignment(num_recent=3, traces_dir=ws.settings.traces_dir).compile(
-        agent, trainset=examples_from_memories(memories)
-    )
+    aligned = PersonaAlignment(num_recent=3, traces_dir=ws.settings.traces_dir).compile(agent)
     (trace,) = TraceReader(ws.settings.traces_dir).run(aligned.alignment_result.run_id)
     kinds = [event.kind for event in trace.events]
     assert kinds[0] == "compile_started" and kinds[-1] == "compile_finished"
@@ -70,4 +67,5 @@ def test_alignment_with_the_real_model_is_traced_step_by_step(real):
     # At least one LM call per simulated answer (use_actions=False), plus any critique and edit.
     assert aligned.alignment_result.usage.calls >= kinds.count("simulated") + kinds.count("critiqued")
     assert aligned.alignment_result.usage.tokens > 0
-    assert ws.personas.current(user).text == aligned.persona_text
+    assert ws.personas.current(user).text == agent.persona_text  # compile stores nothing
+    assert aligned.commit_persona().text == ws.personas.current(user).text == aligned.persona_text

@@ -10,10 +10,11 @@ import pytest
 
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
-from personaagent.optimizers import PersonaAlignment, compile_users, examples_from_memories
-from personaagent.optimizers.alignment_utils import aggregate_critiques, latest_examples, persona_problem
+from personaagent.errors import PersonaConflict
+from personaagent.optimizers import ContinualAlignment, PersonaAlignment, compile_users, gate_verdict
+from personaagent.optimizers.alignment_utils import SimulatedItem, aggregate_critiques, latest_examples, persona_problem
 from personaagent.optimizers.many_users import finished_users
-from personaagent.records import AnswerFormat, Edited, Gated, StepSkipped
+from personaagent.records import AnswerFormat, Edited, Gated, PersonaProvenance, Simulated, StepSkipped
 from personaagent import testing
 from personaagent.testing import ScriptedLM
 from personaagent.traces import TraceReader
@@ -54,14 +55,10 @@ def seed(agent: PersonaAgent):
     return seeded, seeded.commit_persona()
 
 
-def trainset(ws: Workspace, user_id: str):
-    return examples_from_memories(ws.episodic.history(user_id, include_superseded=False))
-
-
 def test_paper_cost_without_gate_is_seven_calls_per_iteration(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS"] * 5)
-    aligned = PersonaAlignment(num_recent=3, gate=False).compile(agent, trainset=trainset(ws, "u1"))
+    aligned = PersonaAlignment(num_recent=3, gate=False).compile(agent)
     # 3 simulations + 3 critiques + 1 update, as in the paper.
     assert aligned.alignment_result.usage.calls == 7
     assert aligned.persona_text == GOOD_PERSONA
@@ -70,26 +67,31 @@ def test_paper_cost_without_gate_is_seven_calls_per_iteration(workspace):
 def test_gate_adds_one_resimulation_of_the_batch(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS"] * 5)
-    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent, trainset=trainset(ws, "u1"))
+    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent)
     result = aligned.alignment_result
     assert result.usage.calls == 10  # 7 + 3 gate simulations; then every answer is right: stop
     assert result.iterations == 1
     assert (result.score_initial, result.score_final) == (0.0, 1.0)
     assert result.status == "edited"
-    kinds = [event.kind for event in aligned.alignment_trace]
+    kinds = [event.kind for event in aligned.alignment_result.trace.events]
     assert kinds == (
         ["compile_started"] + ["simulated"] * 3 + ["critiqued"] * 3 + ["aggregated", "edited"]
         + ["simulated"] * 3 + ["gated", "compile_finished"]
     )
 
 
-def test_accepted_edit_is_saved_with_provenance_and_student_is_untouched(workspace):
+def test_compile_is_pure_and_the_commit_carries_the_provenance(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
     agent, seeded = seed(agent)
-    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
+    book = sorted(p.read_bytes() for p in ws.settings.personas_dir.rglob("*.json"))
+    aligned = PersonaAlignment().compile(agent)
+    assert aligned.persona_text == GOOD_PERSONA and aligned.alignment_result.status == "edited"
+    assert sorted(p.read_bytes() for p in ws.settings.personas_dir.rglob("*.json")) == book  # nothing written
+    assert aligned.alignment_result.base_version == seeded.version
+    aligned.commit_persona()
     saved = ws.personas.current("u1")
-    assert saved.version == seeded.version + 1
+    assert (saved.version, saved.parent_version) == (seeded.version + 1, seeded.version)
     assert saved.text == GOOD_PERSONA
     assert saved.provenance.source == "alignment"
     assert saved.provenance.run_id == aligned.alignment_result.run_id
@@ -104,8 +106,8 @@ def test_gate_rejects_an_edit_that_scores_worse(workspace):
     agent = add_history(ws, "u1", ["SPORTS", "SPORTS", "POLITICS", "SPORTS"])
     agent = agent.with_persona(GOOD_PERSONA)
     agent.commit_persona()
-    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=trainset(ws, "u1"))
-    gate = [e for e in aligned.alignment_trace if isinstance(e, Gated)]
+    aligned = PersonaAlignment(num_recent=3).compile(agent)
+    gate = [e for e in aligned.alignment_result.trace.events if isinstance(e, Gated)]
     assert len(gate) == 1 and not gate[0].accepted
     assert gate[0].score_after < gate[0].score_before
     assert aligned.persona_text == GOOD_PERSONA
@@ -116,9 +118,11 @@ def test_gate_rejects_an_edit_that_scores_worse(workspace):
 def test_batch_score_never_decreases_after_an_accepted_edit(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS", "POLITICS", "SPORTS", "SPORTS"])
-    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent, trainset=trainset(ws, "u1"))
-    for gate in (e for e in aligned.alignment_trace if isinstance(e, Gated)):
-        assert gate.accepted == (gate.score_after >= gate.score_before)
+    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent)
+    gates = [e for e in aligned.alignment_result.trace.events if isinstance(e, Gated)]
+    assert gates and any(gate.accepted for gate in gates)
+    curve = [score for _, score in aligned.alignment_result.trace.score_curve()]
+    assert len(curve) == len(gates) + 1 and curve == sorted(curve)
 
 
 @pytest.mark.parametrize(
@@ -137,10 +141,10 @@ def test_malformed_edit_leaves_the_persona_intact(workspace, bad_edit):
     ws = workspace(persona_sensitive(edit=bad_edit))
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
     agent, before = seed(agent)
-    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
-    skipped = [e for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
+    aligned = PersonaAlignment().compile(agent)
+    skipped = [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped)]
     assert [e.step for e in skipped] == ["edit"]
-    assert not any(isinstance(e, Edited) for e in aligned.alignment_trace)
+    assert not any(isinstance(e, Edited) for e in aligned.alignment_result.trace.events)
     assert aligned.persona_text == before.text
     assert ws.personas.current("u1") == before
 
@@ -159,10 +163,10 @@ def test_failing_critique_and_edit_calls_are_recorded_and_skipped(workspace):
     ws = workspace(script)
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
     agent, before = seed(agent)
-    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
-    steps = [e.step for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
+    aligned = PersonaAlignment().compile(agent)
+    steps = [e.step for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped)]
     assert steps == ["critique", "edit"]
-    aggregated = next(e for e in aligned.alignment_trace if e.kind == "aggregated")
+    aggregated = next(e for e in aligned.alignment_result.trace.events if e.kind == "aggregated")
     assert aggregated.num_critiques == 2
     assert aligned.persona_text == before.text
 
@@ -170,7 +174,7 @@ def test_failing_critique_and_edit_calls_are_recorded_and_skipped(workspace):
 def test_budget_exhaustion_stops_the_loop(workspace):
     ws = workspace(persona_sensitive())
     agent = add_history(ws, "u1", ["SPORTS"] * 5)
-    aligned = PersonaAlignment(num_recent=3, max_lm_calls=4).compile(agent, trainset=trainset(ws, "u1"))
+    aligned = PersonaAlignment(num_recent=3, max_lm_calls=4).compile(agent)
     result = aligned.alignment_result
     assert result.status == "budget_exhausted"
     assert result.usage.calls == 4  # 3 simulations + 1 critique; the rest was never started
@@ -185,10 +189,10 @@ def test_gepa_style_feedback_metric_feeds_the_critique(workspace):
         right = pred.answer == gold.answer
         return dspy.Prediction(score=float(right), feedback=f"FEEDBACK-{'ok' if right else 'miss'}")
 
-    aligned = PersonaAlignment(metric=metric).compile(agent, trainset=trainset(ws, "u1"))
+    aligned = PersonaAlignment(metric=metric).compile(agent)
     critique_prompts = [r.user for r in ws.lm.requests if r.asks_for("critique")]
     assert critique_prompts and all("FEEDBACK-miss" in prompt for prompt in critique_prompts)
-    assert {e.feedback for e in aligned.alignment_trace if e.kind == "simulated"} >= {"FEEDBACK-miss", "FEEDBACK-ok"}
+    assert {e.feedback for e in aligned.alignment_result.trace.events if e.kind == "simulated"} >= {"FEEDBACK-miss", "FEEDBACK-ok"}
     # The same metric is accepted by dspy.GEPA, for comparison runs.
     dspy.GEPA(metric=metric, max_metric_calls=10, reflection_lm=ws.lm)
 
@@ -213,7 +217,7 @@ def test_simulation_hides_the_item_and_everything_newer(workspace):
 
     ws = workspace(script)
     agent = add_history(ws, "u1", ["SPORTS"] * 6)
-    PersonaAlignment(num_recent=1, max_iterations=1, gate=False).compile(agent, trainset=trainset(ws, "u1"))
+    PersonaAlignment(num_recent=1, max_iterations=1, gate=False).compile(agent)
     first = seen_contexts[0]
     assert "match report number 5 =>" not in first  # the simulated item itself
     assert "match report number 4 =>" in first
@@ -282,7 +286,121 @@ def test_gate_rejects_an_edit_under_which_answers_fail(workspace):
     ws = workspace(script)
     agent = add_history(ws, "u1", ["SPORTS"] * 4)
     agent, before = seed(agent)
-    aligned = PersonaAlignment().compile(agent, trainset=trainset(ws, "u1"))
-    gate = next(e for e in aligned.alignment_trace if isinstance(e, Gated))
+    aligned = PersonaAlignment().compile(agent)
+    gate = next(e for e in aligned.alignment_result.trace.events if isinstance(e, Gated))
     assert not gate.accepted and "3 simulations failed" in gate.reason
     assert ws.personas.current("u1") == before
+
+
+# --- compile is pure; storing is a compare-and-swap (issue 10, faults 2 and 3) --------------------
+
+MANUAL = "You are a careful assistant; the user set this persona by hand."
+
+
+def meddling(action):
+    """persona_sensitive, but the first critique request first runs ``action`` (another writer)."""
+    answers, done = persona_sensitive(), []
+
+    def script(request):
+        if request.asks_for("critique") and not done:
+            done.append(True)
+            action()
+        return answers(request)
+
+    return script
+
+
+def test_a_persona_stored_while_compiling_is_not_overwritten(workspace):
+    holder = {}
+    ws = workspace(meddling(lambda: holder["ws"].personas.add("u1", MANUAL, PersonaProvenance(source="manual"))))
+    holder["ws"] = ws
+    add_history(ws, "u1", ["SPORTS"] * 4)
+    aligner = PersonaAlignment(traces_dir=ws.settings.traces_dir)
+    options = {"answer_format": LABELS, "use_actions": False}
+    [record] = compile_users(ws, ["u1"], aligner=aligner, agent_options=options)
+    assert record.status == "conflict" and "derived from v1 (now v2)" in record.error
+    assert [(p.version, p.provenance.source) for p in ws.personas.history("u1")] == [(1, "seed"), (2, "manual")]
+    assert ws.personas.current("u1").text == MANUAL
+    # Not finished: a rerun compiles again from the manual version, and records its true parent.
+    [again] = compile_users(ws, ["u1"], aligner=aligner, agent_options=options)
+    assert again.status == "edited" and again.persona_version == 3
+    assert ws.personas.current("u1").parent_version == 2
+    assert TraceReader(ws.settings.traces_dir).user(again.run_id, "u1").persona_version == 3
+
+
+def test_the_same_conflict_is_refused_to_a_direct_commit(workspace):
+    holder = {}
+    ws = workspace(meddling(lambda: holder["ws"].personas.add("u1", MANUAL, PersonaProvenance(source="manual"))))
+    holder["ws"] = ws
+    agent, v1 = seed(add_history(ws, "u1", ["SPORTS"] * 4))
+    aligned = PersonaAlignment().compile(agent)
+    assert aligned.alignment_result.status == "edited"
+    with pytest.raises(PersonaConflict):
+        aligned.commit_persona()
+    assert [p.version for p in ws.personas.history("u1")] == [1, 2]
+
+
+def test_continual_alignment_never_overwrites_a_rollback(workspace):
+    holder = {}
+    ws = workspace(meddling(lambda: holder["ws"].personas.rollback("u1", 1)))
+    holder["ws"] = ws
+    agent, v1 = seed(add_history(ws, "u1", ["POLITICS"]))
+    agent = agent.with_persona(MANUAL)
+    v2 = agent.commit_persona()
+    live = ContinualAlignment(agent, every=3, background=False)
+    for day in range(3):
+        live.observe(f"late match report {day}", "SPORTS", timestamp=datetime(2024, 1, 1) + timedelta(days=day))
+    current = ws.personas.current("u1")
+    assert (current.version, current.provenance.source, current.text) == (3, "rollback", v1.text)
+    assert live.alignments == 0
+    assert live.agent.persona_version == 3 and live.agent.persona_text == v1.text  # follows the rollback
+    assert v2.text == MANUAL
+    live.close()
+
+
+def test_an_empty_valset_is_an_error_never_a_free_pass(workspace):
+    # The start persona answers every item right (1.0); the editor proposes one that gets all wrong.
+    ws = workspace(persona_sensitive(edit="You are interested in politics and elections most of all."))
+    agent = add_history(ws, "u1", ["SPORTS"] * 4).with_persona(GOOD_PERSONA)
+    agent.commit_persona()
+    aligner = PersonaAlignment(stop_when_perfect=False)
+    with pytest.raises(ValueError, match="valset is empty"):
+        aligner.compile(agent, valset=[])
+    rejected = aligner.compile(agent, valset=None)
+    [gate] = [e for e in rejected.alignment_result.trace.events if isinstance(e, Gated)]
+    assert not gate.accepted and (gate.score_before, gate.score_after) == (1.0, 0.0)
+    assert rejected.persona_text == GOOD_PERSONA and rejected.alignment_result.status == "unchanged"
+    assert [p.text for p in ws.personas.history("u1")] == [GOOD_PERSONA]
+
+
+def test_the_trace_says_what_each_simulation_was_for(workspace):
+    ws = workspace(persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    valset = agent.trainset()[:2]
+    aligned = PersonaAlignment(num_recent=3, max_iterations=2, stop_when_perfect=False).compile(agent, valset=valset)
+    trace = aligned.alignment_result.trace
+    phases = [(e.iteration, e.phase) for e in trace.events if isinstance(e, Simulated)]
+    # Iteration 2 re-answers the batch with the accepted persona; its own edit is a no-op (refused).
+    assert phases == [(1, "batch")] * 3 + [(1, "valset")] * 2 + [(1, "trial")] * 2 + [(2, "batch")] * 3
+    first, second = trace.iteration_views()
+    assert (len(first.answers), len(first.valset), len(first.trial)) == (3, 2, 2)
+    assert [s.score for s in second.answers] == [1.0, 1.0, 1.0]  # the accepted persona's batch
+    assert second.valset == first.valset
+    # Without a valset, the gate's trial is the next iteration's batch: it is not simulated twice.
+    plain = PersonaAlignment(num_recent=3, max_iterations=2, stop_when_perfect=False).compile(agent)
+    first, second = plain.alignment_result.trace.iteration_views()
+    assert second.answers == first.trial and len(first.trial) == 3
+
+
+def test_gate_verdict_compares_the_same_items_before_and_after():
+    def items(*scores, failed=0):
+        return [SimulatedItem(dspy.Example(), "x", s, "", failed=i < failed) for i, s in enumerate(scores)]
+
+    worse = gate_verdict(items(1.0, 1.0), items(1.0, 0.0))
+    assert not worse.accepted and (worse.score_before, worse.score_after) == (1.0, 0.5)
+    better = gate_verdict(items(0.0, 0.0), items(1.0, 0.0))
+    assert better.accepted and better.reason == "score 0.500 >= 0.000"
+    failing = gate_verdict(items(0.0, 0.0), items(1.0, 0.0, failed=1))
+    assert not failing.accepted and "1 simulations failed" in failing.reason
+    off = gate_verdict(items(0.5, 0.5), None)
+    assert off.accepted and off.reason == "gate disabled" and off.score_after == 0.5

@@ -30,7 +30,7 @@ from dspy.utils.exceptions import (
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import QueryTooLong
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.records import AnswerFormat, CompileFinished, Edited, StepSkipped
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 from personaagent.testing import ScriptedLM
@@ -120,12 +120,11 @@ def seeded_agent(ws, answer_format=LABELS, **options):
 
 
 def align(ws, agent):
-    trainset = examples_from_memories(ws.episodic.history("u1"))
-    return PersonaAlignment(num_recent=3).compile(agent, trainset=trainset)
+    return PersonaAlignment(num_recent=3).compile(agent)
 
 
 def skipped(aligned) -> list[StepSkipped]:
-    return [e for e in aligned.alignment_trace if isinstance(e, StepSkipped)]
+    return [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped)]
 
 
 # --- PersonaAlignment: every fault in every step ------------------------------------------------
@@ -143,10 +142,10 @@ def test_failed_critique_or_edit_step_is_skipped_and_the_persona_kept(make_ws, s
     # Critique and edit call DSPy directly, so an overflow keeps DSPy's own error name there.
     surfaces_as = "ContextWindowExceededError" if fault == "context-length" else SURFACES_AS[fault]
     assert all(surfaces_as in e.error for e in events if e.step == step)
-    assert not any(isinstance(e, Edited) for e in aligned.alignment_trace)
+    assert not any(isinstance(e, Edited) for e in aligned.alignment_result.trace.events)
     assert aligned.persona_text == before.text
     assert ws.personas.current("u1") == before
-    assert isinstance(aligned.alignment_trace[-1], CompileFinished)
+    assert isinstance(aligned.alignment_result.trace.events[-1], CompileFinished)
     assert aligned.alignment_result.status == "unchanged"
     calls_per_step = 4 if fault in TRANSIENT else 2 if SURFACES_AS[fault] == "AdapterParseError" else 1
     made = sum(r.asks_for(STEP_FIELD[step]) for r in ws.lm.requests)
@@ -195,7 +194,7 @@ def test_garbage_edit_never_replaces_the_persona(make_ws, garbage):
     texts["before"] = before.text
     aligned = align(ws, agent)
     assert [e.step for e in skipped(aligned)] == ["edit"]
-    assert not any(isinstance(e, Edited) for e in aligned.alignment_trace)
+    assert not any(isinstance(e, Edited) for e in aligned.alignment_result.trace.events)
     assert ws.personas.history("u1") == [before]
     assert aligned.persona_text == before.text
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import InvalidRecord
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment, commit_aligned
 from personaagent.records import AnswerFormat, PersonaProvenance
 from personaagent.runtime.embedder import HashingEmbedder
 from personaagent.testing import ScriptedLM, persona_sensitive
@@ -79,8 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             agent.observe(f"{topic} {tag} private note", f"POLITICS {tag}", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
         ws.knowledge.add_documents(user_id, [f"{topic} document {tag}" for topic in TOPICS])
         stored = ws.personas.add(user_id, f"You answer for the user tagged {tag}.", PersonaProvenance(source="manual"))
-        memories = ws.episodic.history(user_id)
-        aligner.compile(agent.with_persona(stored), trainset=examples_from_memories(memories), run_id=run_id)
+        commit_aligned(aligner.compile(agent.with_persona(stored), run_id=run_id), traces_dir=ws.settings.traces_dir)
     yield ws, run_id
     ws.close()
 

@@ -30,7 +30,7 @@ from personaagent.actions import format_memories, search_memories
 from personaagent.agent import PersonaAgent
 from personaagent.evaluation.runner import Prediction
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.persona import GENERIC_PERSONA
 from personaagent.runtime.usage import metered
 from personaagent.signatures import response_signature
@@ -76,11 +76,10 @@ class AgentMethod:
         agent = PersonaAgent(
             example.user_id, workspace=self.workspace, answer_format=self.answer_format, **self.agent_options
         )
-        memories = self.workspace.episodic.history(example.user_id, include_superseded=False)
         if self.seed_persona:
             agent = agent.seeded()
         if self.aligner is not None:
-            agent = self.aligner.compile(agent, trainset=examples_from_memories(memories))
+            agent = self.aligner.compile(agent)  # stores nothing: each method keeps its own files
         return agent
 
     def predict(self, example: TaskExample) -> Prediction:
@@ -127,7 +126,7 @@ class ReActMethod:
 
 def _aligner(workspace: Workspace, num_recent: int, iterations: int) -> PersonaAlignment:
     return PersonaAlignment(
-        num_recent=num_recent, max_iterations=iterations, traces_dir=workspace.settings.traces_dir, save_personas=False
+        num_recent=num_recent, max_iterations=iterations, traces_dir=workspace.settings.traces_dir
     )
 
 
