@@ -639,6 +639,30 @@ def trace_report(ctx: click.Context, run_id: str, output: Path | None):
     click.echo(str(output))
 
 
+# --- server ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--no-auth", is_flag=True, help="Serve without API keys (allowed on a loopback host only).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_auth: bool):
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) until Ctrl-C.
+
+    Clients send 'Authorization: Bearer <key>' with a key from PERSONAAGENT_API_KEYS
+    (comma-separated). Compiles run one at a time in the background and survive a restart.
+
+    \b
+    Example:
+        PERSONAAGENT_API_KEYS=secret personaagent serve --port 8000
+        personaagent serve --no-auth
+    """
+    from personaagent.server import serve as serve_http  # needs the server extra (FastAPI, uvicorn)
+
+    serve_http(_session(ctx).workspace, host=host, port=port, no_auth=no_auth)
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         store: Where episodic memory lives: ``None`` for ``<home>/store`` (embedded Qdrant Edge),
             another folder, ``":memory:"``, or a Qdrant server URL (``http://...``).
         qdrant_api_key: API key for a Qdrant server.
+        api_keys: Bearer keys that `personaagent serve` accepts, comma-separated
+            (``PERSONAAGENT_API_KEYS="key1,key2"``). Never logged or returned.
+        telemetry: Export OpenTelemetry spans of asks, memory and alignment steps, to the
+            exporter the standard ``OTEL_*`` variables choose. Defaults to False.
+        telemetry_hash_user_ids: Put a hash of the user id in spans instead of the id.
+            Defaults to False.
     """
 
     model_config = SettingsConfigDict(env_prefix="PERSONAAGENT_", extra="forbid", validate_default=True)
@@ -69,6 +75,15 @@ class Settings(BaseSettings):
     embedder: str = LOCAL
     store: str | None = None
     qdrant_api_key: SecretStr | None = None
+    api_keys: SecretStr | None = None
+    telemetry: bool = False
+    telemetry_hash_user_ids: bool = False
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_as_one_string(cls, value: Any) -> Any:
+        # A config file may list the keys; the environment gives them comma-separated.
+        return ",".join(value) if isinstance(value, (list, tuple)) else value
 
     @field_validator("lm")
     @classmethod
@@ -119,6 +134,13 @@ class Settings(BaseSettings):
             raise ConfigError(f"PERSONAAGENT_CONFIG names {config_file}, which does not exist")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
 
+    @property
+    def api_key_values(self) -> tuple[str, ...]:
+        """The accepted API keys, one per comma-separated entry, blanks dropped."""
+        if self.api_keys is None:
+            return ()
+        return tuple(key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip())
+
     # --- derived locations ------------------------------------------------------------------
 
     @property
@@ -147,6 +169,10 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
 
 
 def load_settings(**overrides: Any) -> Settings:

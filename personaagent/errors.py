@@ -6,6 +6,7 @@ __all__ = [
     "ModelNotAvailable",
     "InvalidRecord",
     "UnknownUser",
+    "UnknownJob",
     "EmptyHistory",
     "PersonaConflict",
     "StoreError",
@@ -38,6 +39,13 @@ class UnknownUser(PersonaAgentError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "unknown user"
+
+
+class UnknownJob(PersonaAgentError, KeyError):
+    """No compile job has this id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown job"
 
 
 class EmptyHistory(PersonaAgentError):

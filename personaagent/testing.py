@@ -11,14 +11,15 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from dspy.utils import DummyLM
 from dspy.utils.exceptions import LMRateLimitError
 
-__all__ = ["ScriptedLM", "LMRequest", "persona_sensitive", "flaky"]
+__all__ = ["ScriptedLM", "LMRequest", "persona_sensitive", "flaky", "running_server"]
 
 _OUTPUT_SECTION = re.compile(r"Your output fields are:\n(.*?)(?:\n[A-Z]|\Z)", re.DOTALL)
 _FIELD_NAME = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
@@ -129,3 +130,28 @@ def persona_sensitive(
         raise AssertionError(f"unexpected request for {request.output_fields}")
 
     return script
+
+
+@contextmanager
+def running_server(app: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread on a free loopback port.
+
+    Yields the base URL (``http://127.0.0.1:PORT``); on exit the server shuts down as on Ctrl-C
+    (the app's shutdown runs). Needs the ``server`` extra.
+    """
+    import uvicorn  # the server extra
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

