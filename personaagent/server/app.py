@@ -62,6 +62,8 @@ __all__ = ["create_app", "ApiError"]
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: A run id names a folder under the traces folder: no separators, no "." or "..".
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: Library errors a caller can fix, with the HTTP status and code they become.
 _USER_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -303,6 +305,8 @@ def get_job(job_id: str, request: Request) -> CompileJob:
 
 
 def _trace(request: Request, run_id: str, user_id: str):
+    if not _RUN_ID.match(run_id):
+        raise ApiError(404, "not_found", f"no trace run {run_id!r}")
     reader = TraceReader(_workspace(request).settings.traces_dir)
     try:
         return reader.user(run_id, _user(user_id))
