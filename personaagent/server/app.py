@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -38,7 +38,7 @@ from personaagent.errors import (
 )
 from personaagent.evaluation.lamp import MAX_RECORD_CHARS, interaction_from_record
 from personaagent.jobs import CompileJob, CompileOptions, JobQueue
-from personaagent.records import Persona, validate_user_id
+from personaagent.records import Interaction, Persona, validate_user_id
 from personaagent.report import render_report
 from personaagent.runtime.usage import metered
 from personaagent.server.schemas import (
@@ -120,7 +120,7 @@ def _request_id(request: Request) -> str:
 
 
 def _error(request: Request, status: int, code: str, message: str, *, fields: list | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
     request_id = _request_id(request)
     body = {"error": {"code": code, "message": message, "request_id": request_id, "fields": fields or []}}
     return JSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
@@ -197,7 +197,7 @@ def _server_timing(started: float, lm_seconds: float) -> dict[str, str]:
 
 # --- routes ----------------------------------------------------------------------------------------
 
-_ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 422, 500)}
+_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody} for status in (401, 404, 422, 500)}
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(_authenticated)], responses=_ERRORS)
 
@@ -212,7 +212,9 @@ def add_interactions(user_id: str, body: AddInteractionsRequest, request: Reques
     """
     started = time.perf_counter()
     user_id = _user(user_id)
-    valid, memory_ids, rejected = [], [], []
+    valid: list[Interaction] = []
+    memory_ids: list[str | None] = []
+    rejected: list[RejectedItem] = []
     for index, item in enumerate(body.interactions):
         try:
             size = len(json.dumps(item, ensure_ascii=False))
@@ -356,7 +358,7 @@ def create_app(
         raise ValueError("api_keys holds no key; pass None to serve without authentication")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Iterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         jobs = JobQueue(workspace, max_attempts=job_attempts)
         jobs.start()
         app.state.jobs = jobs
