@@ -246,7 +246,7 @@ def ask(user_id: str, body: AskRequest, request: Request) -> JSONResponse:
     404 if the user has neither memories nor a persona.
     """
     started = time.perf_counter()
-    agent = PersonaAgent.load(_user(user_id), workspace=_workspace(request), answer_format=body.answer_format)
+    agent = PersonaAgent.for_user(_user(user_id), workspace=_workspace(request), answer_format=body.answer_format)
     with metered() as meter:
         prediction = agent(body.query)
     usage = meter.usage
