@@ -234,7 +234,7 @@ def test_compile_runs_in_the_background_to_done_and_changes_the_answers(client):
 
     trace = client.get(f"/v1/runs/{done['run_id']}/users/alice/trace").json()
     kinds = [event["kind"] for event in trace["events"]]
-    assert kinds[0] == "compile_started" and kinds[-1] == "compile_finished"
+    assert kinds[0] == "compile_started" and "compile_finished" in kinds
     assert {"simulated", "critiqued", "edited", "gated"} <= set(kinds)
     report = client.get(f"/v1/runs/{done['run_id']}/users/alice/report")
     assert report.headers["content-type"].startswith("text/html") and "alice" in report.text
