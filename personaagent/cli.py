@@ -24,7 +24,8 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
-from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_interactions, read_lamp
+from personaagent.ingest import read_interactions
+from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.records import AnswerFormat, EvalResult, UserCompileRecord, validate_user_id

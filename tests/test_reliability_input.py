@@ -3,7 +3,7 @@ episodic memory with every valid record kept and every bad one reported at its l
 users and tasks, a store folder another process holds, and a store built with another embedding
 model each fail with a one-line error that names the place.
 
-(read_interactions' per-field rules are unit-tested in tests/test_evaluation_lamp.py.)
+(read_interactions' per-field rules are unit-tested in tests/test_ingest.py.)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import EmbeddingMismatch, StoreLocked, UnknownTask, UnknownUser
-from personaagent.evaluation.lamp import MAX_RECORD_CHARS, read_interactions
+from personaagent.ingest import MAX_RECORD_CHARS, read_interactions
 from personaagent.evaluation.tasks import load_task
 from personaagent.memory.episodic import EpisodicMemory
 from personaagent.memory.store import EdgeStore

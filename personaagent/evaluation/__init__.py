@@ -1,7 +1,7 @@
 """LaMP-style evaluation: tasks from real data, LaMP readers, metrics, baselines and the runner."""
 
 from personaagent.evaluation.baselines import baselines_for, tfidf_embed
-from personaagent.evaluation.lamp import LampData, Skipped, read_interactions, read_lamp
+from personaagent.evaluation.lamp import LampData, read_lamp
 from personaagent.evaluation.metrics import normalize_label, parse_rating
 from personaagent.evaluation.runner import Method, Prediction, evaluate, format_results_table
 from personaagent.evaluation.tasks import (
@@ -25,9 +25,7 @@ __all__ = [
     "build_news_task",
     "build_ratings_task",
     "LampData",
-    "Skipped",
     "read_lamp",
-    "read_interactions",
     "normalize_label",
     "parse_rating",
     "Method",

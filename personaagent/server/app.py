@@ -36,7 +36,7 @@ from personaagent.errors import (
     UnknownJob,
     UnknownUser,
 )
-from personaagent.evaluation.lamp import MAX_RECORD_CHARS, interaction_from_record
+from personaagent.ingest import MAX_RECORD_CHARS, interaction_from_record
 from personaagent.jobs import CompileJob, CompileOptions, JobQueue
 from personaagent.records import Interaction, Persona, validate_user_id
 from personaagent.report import render_report

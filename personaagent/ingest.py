@@ -1,0 +1,236 @@
+"""Reading a user-history file: the records behind ``personaagent ingest``.
+
+:func:`read_interactions` reads JSON, JSON Lines or CSV interaction files: malformed records are
+skipped and reported with their line number, never silently dropped, and the valid records of the
+same file are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from personaagent.errors import InvalidRecord
+from personaagent.records import Interaction, describe_validation_error
+
+__all__ = ["Skipped", "MAX_RECORD_CHARS", "read_interactions", "interaction_from_record"]
+
+logger = logging.getLogger(__name__)
+
+#: A record longer than this (in characters) is skipped: no real interaction is that long, and
+#: one would flood a prompt or the embedder.
+MAX_RECORD_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record that was not read, and why.
+
+    Attributes:
+        line: 1-based line where the record starts (for LaMP files, the 1-based question number).
+        reason: What is wrong with it.
+    """
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+_REQUIRED = ("user_id", "query", "response")
+_CORE = {"user_id", "query", "response", "timestamp", "metadata", "schema_version"}
+
+
+def read_interactions(path: Path, *, default_user_id: str | None = None) -> tuple[list[Interaction], list[Skipped]]:
+    """Read interactions from a ``.jsonl``/``.ndjson``, ``.json`` or ``.csv`` file.
+
+    Each record needs ``user_id``, ``query`` and ``response`` and may have ``timestamp`` (ISO 8601
+    or Unix seconds; naive times are taken as UTC). Any other field or column goes into
+    ``metadata`` (values must be strings, numbers, booleans or null); a JSON ``metadata`` object
+    is merged in too. A numeric ``response`` (a rating) is read as its text.
+
+    A ``.json`` file is a list of records, or JSON Lines if it does not start with ``[``.
+
+    Args:
+        path: the file.
+        default_user_id: the user of records that have no ``user_id`` (a CSV may then lack the
+            column). Defaults to None: such records are skipped.
+
+    Returns:
+        The valid interactions in file order, and every skipped record with its line number and
+        reason (bad JSON, missing field, wrong type, longer than :data:`MAX_RECORD_CHARS`).
+
+    Raises:
+        InvalidRecord: The file cannot be read at all (missing, unknown extension, a JSON list
+            that does not parse, a CSV without the required columns).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise InvalidRecord(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .csv")
+    try:
+        # Text mode would turn a "\r" inside a quoted CSV field into "\n"; the csv module reads
+        # line ends itself (open(newline="")), and JSON files get universal newlines below.
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InvalidRecord(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(f"{path}: not UTF-8 text: {exc}") from None
+    if suffix != ".csv":
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+
+    required = tuple(name for name in _REQUIRED if not (name == "user_id" and default_user_id is not None))
+    if suffix == ".csv":
+        records = _csv_records(text, path, required)
+    elif suffix == ".json" and text.lstrip().startswith("["):
+        records = _json_list_records(text, path)
+    else:
+        records = _jsonl_records(text)
+
+    interactions: list[Interaction] = []
+    skipped: list[Skipped] = []
+    for line, record in records:
+        if isinstance(record, Skipped):
+            skipped.append(record)
+            continue
+        try:
+            interactions.append(interaction_from_record(record, default_user_id=default_user_id))
+        except ValueError as exc:
+            skipped.append(Skipped(line, str(exc)))
+    if skipped:
+        logger.warning("%s: skipped %d malformed records", path, len(skipped))
+    return interactions, skipped
+
+
+def _too_long(line: int, size: int) -> Skipped:
+    return Skipped(line, f"record is {size} characters; the limit is {MAX_RECORD_CHARS}")
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters that
+    # are legal inside a JSON string, which cut valid records in two and shifted line numbers.
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:
+            yield line_number, _too_long(line_number, len(line))
+            continue
+        try:
+            yield line_number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield line_number, Skipped(line_number, f"invalid JSON: {exc.msg}")
+
+
+_WHITESPACE = re.compile(r"\s*")
+
+
+def _skip_whitespace(text: str, position: int) -> int:
+    match = _WHITESPACE.match(text, position)  # r"\s*" always matches; None only to the type checker
+    return match.end() if match else position
+
+
+def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
+    # Decoded item by item so each record keeps the line it starts on.
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    while True:
+        position = _skip_whitespace(text, position)
+        if position < len(text) and text[position] == "]":
+            break
+        line = text.count("\n", 0, position) + 1
+        try:
+            item, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            # Past a syntax error nothing in a JSON list can be located reliably.
+            raise InvalidRecord(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        yield line, (_too_long(line, end - position) if end - position > MAX_RECORD_CHARS else item)
+        position = _skip_whitespace(text, end)
+        if position < len(text) and text[position] == ",":
+            position += 1
+        elif position >= len(text) or text[position] != "]":
+            raise InvalidRecord(f"{path}: line {text.count(chr(10), 0, position) + 1}: expected ',' or ']'")
+
+
+def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict | Skipped]]:
+    # newline="" as the csv module asks: lines end at \n, \r or \r\n only, never at U+2028 & co.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit()
+    # A huge field must reach our length check instead of aborting the whole file.
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise InvalidRecord(f"{path}: line 1: CSV header lacks column(s) {', '.join(missing)}")
+        start = reader.line_num + 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            size = sum(len(cell) for cell in row)
+            if size > MAX_RECORD_CHARS:
+                yield line, _too_long(line, size)
+            elif len(row) != len(header):
+                yield line, Skipped(line, f"has {len(row)} fields; the header has {len(header)}")
+            else:
+                # An empty CSV cell is a missing value (e.g. no timestamp).
+                yield line, {name: (cell if cell != "" else None) for name, cell in zip(header, row)}
+    finally:
+        csv.field_size_limit(limit)
+
+
+def interaction_from_record(record: Any, *, default_user_id: str | None = None) -> Interaction:
+    """One record of an interactions file (or of an API request) as an Interaction.
+
+    The rules are :func:`read_interactions`' for one record: ``user_id``, ``query`` and
+    ``response`` are required (``user_id`` may come from ``default_user_id``), a numeric
+    response is read as its text, other fields become metadata.
+
+    Raises:
+        ValueError: The record is not an object, lacks a field, or has a field of the wrong type.
+    """
+    if default_user_id is not None and isinstance(record, dict) and record.get("user_id") in (None, ""):
+        record = {**record, "user_id": default_user_id}
+    return _to_interaction(record)
+
+
+def _to_interaction(record: Any) -> Interaction:
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    missing = [name for name in _REQUIRED if record.get(name) is None]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    response = record["response"]
+    if isinstance(response, (int, float)) and not isinstance(response, bool):
+        response = str(response)
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("'metadata' must be an object")
+    metadata = {**metadata, **{k: v for k, v in record.items() if k not in _CORE}}
+    for key, value in metadata.items():
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            raise ValueError(f"metadata value {key!r} must be a string, number, boolean or null")
+    try:
+        interaction = Interaction(
+            user_id=record["user_id"],
+            query=record["query"],
+            response=response,
+            timestamp=record.get("timestamp"),
+            metadata=metadata,
+        )
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
+    return interaction
