@@ -137,7 +137,11 @@ def compile_users(
                     agent.commit_persona()  # the seed, as the user's first version
                 aligned = aligner.compile(agent, run_id=run_id)
                 result: AlignmentResult = aligned.alignment_result
-                outcome = {"status": result.status, "score_initial": result.score_initial, "score_final": result.score_final}
+                outcome = {
+                    "status": result.status, "score_initial": result.score_initial, "score_final": result.score_final
+                }
+                if result.status == "failed":  # a failed record always says why
+                    outcome["error"] = f"no simulated answer succeeded; see `personaagent trace show {run_id}`"
                 try:
                     commit_aligned(aligned, traces_dir=aligner.traces_dir)
                     outcome["persona_version"] = aligned.persona_version

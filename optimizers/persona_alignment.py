@@ -244,7 +244,9 @@ class PersonaAlignment(Teleprompter):
             # STEP 1: simulate the batch (and the valset, if any) with the current persona.
             logger.info("user %r: simulating %d interactions", user_id, len(batch))
             simulated = self._simulate(run, program, batch, phase="batch", iteration=1)
-            gate_items = simulated if valset is None else self._simulate(run, program, valset, phase="valset", iteration=1)
+            gate_items = (
+                simulated if valset is None else self._simulate(run, program, valset, phase="valset", iteration=1)
+            )
             score_initial = score_current = mean_score(gate_items)
 
             for iteration in range(1, self.max_iterations + 1):
@@ -272,7 +274,11 @@ class PersonaAlignment(Teleprompter):
                 # STEP 3: aggregate the critiques into one bounded textual gradient.
                 gradient, truncated = aggregate_critiques(critiques, max_chars=self.max_gradient_chars)
                 run.write(
-                    Aggregated, iteration=iteration, gradient=gradient, num_critiques=len(critiques), truncated=truncated
+                    Aggregated,
+                    iteration=iteration,
+                    gradient=gradient,
+                    num_critiques=len(critiques),
+                    truncated=truncated,
                 )
                 if self._over_budget(total):
                     status = "budget_exhausted"
@@ -397,7 +403,9 @@ class PersonaAlignment(Teleprompter):
             )
         return items
 
-    def _critique(self, run: _Run, program: Any, simulated: Sequence[SimulatedItem], iteration: int) -> list[str] | None:
+    def _critique(
+        self, run: _Run, program: Any, simulated: Sequence[SimulatedItem], iteration: int
+    ) -> list[str] | None:
         """Critiques of the simulated answers; None when the budget ran out first."""
         critic = dspy.Predict(CritiqueAnswer)
         critiques = []

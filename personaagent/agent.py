@@ -161,7 +161,8 @@ class PersonaAgent(dspy.Module):
         self.persona_version: int | None = stored.version if stored else None
         #: Where the persona in the instructions came from, if it is not stored yet (seed, alignment).
         self.persona_provenance: PersonaProvenance | None = None
-        self._write_instructions(stored.text if stored else (seed_persona_text(None) if use_persona else GENERIC_PERSONA))
+        start = stored.text if stored else (seed_persona_text(None) if use_persona else GENERIC_PERSONA)
+        self._write_instructions(start)
 
     # --- persona ----------------------------------------------------------------------------
     # The persona lives in one place: the instructions of the two predictors, which DSPy's own

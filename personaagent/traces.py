@@ -319,7 +319,8 @@ class TraceReader:
     def summaries(self) -> list[RunSummary]:
         """Every run, oldest first, with each user's status and scores."""
         return [
-            RunSummary(run_id, tuple(UserRunSummary.of(trace) for trace in self.run(run_id))) for run_id in self.run_ids()
+            RunSummary(run_id, tuple(UserRunSummary.of(trace) for trace in self.run(run_id)))
+            for run_id in self.run_ids()
         ]
 
     def user(self, run_id: str, user_id: str) -> UserTrace:
