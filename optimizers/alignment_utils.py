@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import dspy
 
 from personaagent.guards import repetition_problem, scaffolding_problem
-from personaagent.records import AnswerFormat, PersonaProvenance
+from personaagent.persona import persona_length_problem
+from personaagent.records import EARLIEST, AnswerFormat, PersonaProvenance, as_aware, match_label
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
     "latest_examples",
     "aggregate_critiques",
     "persona_problem",
-    "normalize_label",
+    "fold_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ def call_metric(metric: Callable, gold: dspy.Example, pred: dspy.Prediction) -> 
     return ScoredFeedback(score=score, feedback=feedback)
 
 
-def normalize_label(text: Any) -> str:
+def fold_text(text: Any) -> str:
+    """Text with whitespace runs folded to one space and case dropped, for comparing prose."""
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
@@ -169,14 +171,17 @@ def _token_f1(predicted: str, truth: str) -> float:
 def default_metric(answer_format: AnswerFormat) -> Callable:
     """A GEPA-style feedback metric for the answer format.
 
-    label: 1 if the label matches (case-insensitive), else 0; rating: 1 - |error| / range;
+    label: 1 if answer and truth name the same label (``match_label``: case, whitespace and
+    punctuation do not matter), else 0; rating: 1 - |error| / range;
     text: unigram F1. The feedback says what the user answered, for the critique step.
     """
 
     def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
         truth, answer = str(gold.answer), pred.answer
         if answer_format.kind == "label":
-            score = float(normalize_label(answer) == normalize_label(truth))
+            # The agent's answer parser matches labels the same way (records.match_label).
+            matched = match_label(answer, answer_format.labels)
+            score = float(matched is not None and matched == match_label(truth, answer_format.labels))
         elif answer_format.kind == "rating":
             try:
                 error = abs(float(answer) - float(truth))
@@ -192,11 +197,19 @@ def default_metric(answer_format: AnswerFormat) -> Callable:
 
 
 def latest_examples(trainset: Sequence[dspy.Example], n: int) -> list[dspy.Example]:
-    """The ``n`` most recent examples (by ``timestamp``; examples without one count as oldest,
-    and keep their given order)."""
-    indexed = list(enumerate(trainset))
-    indexed.sort(key=lambda pair: (pair[1].get("timestamp") is not None, pair[1].get("timestamp") or 0, pair[0]))
-    return [example for _, example in indexed[-n:]]
+    """The ``n`` most recent examples with a true answer (by ``timestamp``; examples without one
+    count as oldest, and keep their given order). Naive and aware timestamps mix (naive is UTC).
+
+    An example whose ``answer`` is blank has no truth to compare with (e.g. an agent's note): it
+    is never simulated or critiqued.
+
+    Raises:
+        InvalidRecord: an example's timestamp is not a time.
+    """
+    trainset = [example for example in trainset if "answer" not in example or str(example.answer).strip()]
+    moments = [as_aware(example.get("timestamp")) for example in trainset]
+    order = sorted(range(len(trainset)), key=lambda i: (moments[i] is not None, moments[i] or EARLIEST, i))
+    return [trainset[i] for i in order[-n:]]
 
 
 def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[str, bool]:
@@ -211,7 +224,7 @@ def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[st
     seen: set[str] = set()
     unique = []
     for critique in critiques:
-        key = normalize_label(critique)
+        key = fold_text(critique)
         if key and key not in seen:
             seen.add(key)
             unique.append(critique.strip())
@@ -222,7 +235,7 @@ def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[st
 
 
 def _sentences(text: str) -> list[str]:
-    return [normalize_label(s) for s in re.split(r"(?<=[.!?])\s+", text) if len(s) >= 30]
+    return [fold_text(s) for s in re.split(r"(?<=[.!?])\s+", text) if len(s) >= 30]
 
 
 #: Sentences of the critique and update prompts' own instructions. A small model asked to rewrite
@@ -231,7 +244,7 @@ _PROMPT_SENTENCES = tuple(_sentences(CritiqueAnswer.instructions) + _sentences(U
 
 
 
-def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: int, max_chars: int) -> str | None:
+def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: int) -> str | None:
     """Why ``candidate`` must not become the persona, or None if it may.
 
     A tiny or confused model can return an empty string, its prompt's scaffolding, JSON, a copy of
@@ -241,18 +254,19 @@ def persona_problem(candidate: str, *, previous: str, gradient: str, min_chars: 
     text = candidate.strip()
     if len(text) < min_chars:
         return f"edit is too short ({len(text)} characters, minimum {min_chars})"
-    if len(text) > max_chars:
-        return f"edit is too long ({len(text)} characters, maximum {max_chars})"
+    too_long = persona_length_problem(text)  # the budget of every persona, not only of edits
+    if too_long:
+        return f"edit is too long: {too_long}"
     if scaffolding_problem(text) or "new_persona" in text:
         return "edit contains prompt scaffolding or JSON, not a persona"
     repeated = repetition_problem(text)
     if repeated:
         return f"edit is a degenerate loop: it {repeated}"
-    if gradient and normalize_label(text) in normalize_label(gradient):
+    if gradient and fold_text(text) in fold_text(gradient):
         return "edit copies the critique instead of rewriting the persona"
-    if any(sentence in normalize_label(text) for sentence in _PROMPT_SENTENCES):
+    if any(sentence in fold_text(text) for sentence in _PROMPT_SENTENCES):
         # Without this check such an echo passes whenever the gate sees a tie (e.g. 0 -> 0).
         return "edit repeats the optimizer's instructions instead of rewriting the persona"
-    if normalize_label(text) == normalize_label(previous):
+    if fold_text(text) == fold_text(previous):
         return "edit is identical to the current persona"
     return None

@@ -21,7 +21,8 @@ import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 
 from personaagent.errors import EmptyHistory
-from personaagent.persona import persona_diff
+from personaagent.persona import MAX_PERSONA_CHARS, persona_diff
+from personaagent.quoting import defuse_markers, quote
 from personaagent.records import (
     Aggregated,
     CompileFinished,
@@ -119,8 +120,8 @@ class PersonaAlignment(Teleprompter):
             Defaults to True.
         stop_when_perfect: end early once every simulated answer scores 1. Defaults to True.
         max_gradient_chars: cap on the aggregated critiques. Defaults to 1500.
-        min_persona_chars: shortest acceptable persona edit. Defaults to 20.
-        max_persona_chars: longest acceptable persona edit. Defaults to 2000.
+        min_persona_chars: shortest acceptable persona edit. Defaults to 20. The longest is the
+            one persona budget, ``personaagent.persona.MAX_PERSONA_CHARS``, as for every persona.
         max_lm_calls: per-user budget of LM calls for one compile; None for no limit.
         max_tokens: per-user budget of LM tokens for one compile; None for no limit.
         prompt_model: LM for the critique and update steps. Defaults to the student's LM.
@@ -146,7 +147,6 @@ class PersonaAlignment(Teleprompter):
         # Guards on the textual gradient and the edit
         max_gradient_chars: int = 1500,
         min_persona_chars: int = 20,
-        max_persona_chars: int = 2000,
         # Budget configuration
         max_lm_calls: int | None = None,
         max_tokens: int | None = None,
@@ -163,8 +163,8 @@ class PersonaAlignment(Teleprompter):
         for name, limit in (("max_lm_calls", max_lm_calls), ("max_tokens", max_tokens)):
             if limit is not None and limit < 1:
                 raise ValueError(f"{name} must be a positive number or None, got {limit}")
-        if not 0 < min_persona_chars < max_persona_chars:
-            raise ValueError("need 0 < min_persona_chars < max_persona_chars")
+        if not 0 < min_persona_chars < MAX_PERSONA_CHARS:
+            raise ValueError(f"need 0 < min_persona_chars < {MAX_PERSONA_CHARS} (the persona budget)")
         self.metric = metric
         self.num_recent = num_recent
         self.max_iterations = max_iterations
@@ -172,7 +172,6 @@ class PersonaAlignment(Teleprompter):
         self.stop_when_perfect = stop_when_perfect
         self.max_gradient_chars = max_gradient_chars
         self.min_persona_chars = min_persona_chars
-        self.max_persona_chars = max_persona_chars
         self.max_lm_calls = max_lm_calls
         self.max_tokens = max_tokens
         self.prompt_model = prompt_model
@@ -415,12 +414,14 @@ class PersonaAlignment(Teleprompter):
             item_id = str(item.example.get("memory_id") or index)
             with metered() as step, self._prompt_model_scope():
                 try:
+                    # The interaction, the answers and the metric's words are quoted data: text
+                    # stored by the user must not instruct the model that rewrites the persona.
                     critique = critic(
                         persona=program.persona_text,
-                        query=item.example.query,
-                        assistant_answer="(no answer)" if item.answer is None else str(item.answer),
-                        user_answer=str(item.example.answer),
-                        feedback=item.feedback,
+                        query=quote(str(item.example.query)),
+                        assistant_answer="(no answer)" if item.answer is None else quote(str(item.answer)),
+                        user_answer=quote(str(item.example.answer)),
+                        feedback=defuse_markers(item.feedback),
                     ).critique.strip()
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)
@@ -438,7 +439,8 @@ class PersonaAlignment(Teleprompter):
         before = program.persona_text
         with metered() as step, self._prompt_model_scope():
             try:
-                candidate = dspy.Predict(UpdatePersona)(persona=before, feedback=gradient).new_persona.strip()
+                feedback = defuse_markers(gradient)  # critiques may echo stored text
+                candidate = dspy.Predict(UpdatePersona)(persona=before, feedback=feedback).new_persona.strip()
             except Exception as exc:
                 run.write(StepSkipped, iteration=iteration, step="edit", error=_short(exc))
                 return None
@@ -447,7 +449,6 @@ class PersonaAlignment(Teleprompter):
             previous=before,
             gradient=gradient,
             min_chars=self.min_persona_chars,
-            max_chars=self.max_persona_chars,
         )
         if problem is not None:
             logger.warning("user %r: persona edit rejected: %s", run.user_id, problem)

@@ -14,7 +14,8 @@ from datetime import datetime
 
 import dspy
 
-from personaagent.records import Interaction, Memory, ToolCall
+from personaagent.quoting import defuse_markers, interaction_line, quote
+from personaagent.records import Interaction, Memory, ToolCall, as_aware
 from personaagent.signatures import tool_choice_signature
 
 __all__ = [
@@ -42,17 +43,19 @@ MAX_OBSERVATION_CHARS = 1200
 
 
 def format_memories(memories: Sequence[Memory], *, max_item_chars: int = 160) -> str:
-    """Retrieved memories as prompt text: one ``query => response`` line each, then a tally of the
-    responses, because for label and rating tasks the user's past answers are the key evidence."""
+    """Retrieved memories as prompt text: one ``"query" => "response"`` line each (a note the
+    assistant saved is marked as one), then a tally of the responses, because for label and
+    rating tasks the user's past answers are the key evidence. Stored text is quoted data
+    (``quoting.quote``), never instructions."""
     if not memories:
         return "(no similar past interactions)"
-    lines = [
-        f"- {m.interaction.query[:max_item_chars]} => {m.interaction.response[:max_item_chars]}".replace("\n", " ")
-        for m in memories
-    ]
-    tally = Counter(m.interaction.response.strip() for m in memories if m.interaction.response.strip())
+    lines = [f"- {interaction_line(m.interaction, max_item_chars=max_item_chars)}" for m in memories]
+    tally = Counter(m.interaction.response.strip() for m in memories if m.interaction.is_evidence)
     if tally and max(tally.values()) > 1:
-        lines.append("Most frequent past answers: " + ", ".join(f"{r} ({n})" for r, n in tally.most_common(3)))
+        lines.append(
+            "Most frequent past answers: "
+            + ", ".join(f"{quote(r, max_chars=max_item_chars)} ({n})" for r, n in tally.most_common(3))
+        )
     return "\n".join(lines)
 
 
@@ -83,6 +86,7 @@ def builtin_tools(
         before: only memories older than this are visible (simulation of a past interaction).
         exclude_ids: memories hidden from search (the interaction being simulated).
     """
+    before = as_aware(before)
 
     def memory_search(query: str) -> str:
         """Search this user's past interactions for ones similar to the query."""
@@ -103,7 +107,7 @@ def builtin_tools(
         hits = knowledge.search(user_id, query, k=k)
         if not hits:
             return "(no documents found)"
-        return "\n".join(f"- {hit.text[:300]}" for hit in hits)
+        return "\n".join(f"- {quote(hit.text, max_chars=300)}" for hit in hits)
 
     return [
         dspy.Tool(memory_search, name=MEMORY_SEARCH),
@@ -123,8 +127,10 @@ def search_memories(
 ) -> list[Memory]:
     """Top-k memories of one user, hiding ``exclude_ids`` and anything at or after ``before``.
 
-    Over-fetches so the hidden items do not shrink the result below ``k``.
+    Over-fetches so the hidden items do not shrink the result below ``k``. A naive ``before`` is
+    read as UTC.
     """
+    before = as_aware(before)
     hidden = set(exclude_ids)
     fetch = k + len(hidden) + (2 * k if before is not None else 0)
     found = [
@@ -169,7 +175,8 @@ class ActionModule(dspy.Module):
             except Exception as exc:  # a user tool failing must not fail the answer
                 logger.warning("tool %s failed: %s", name, exc)
                 observation = f"(tool failed: {type(exc).__name__}: {exc})"
-            observation = observation[:MAX_OBSERVATION_CHARS]
+            # A tool's output is data: it must not fake a field of the prompt.
+            observation = defuse_markers(observation[:MAX_OBSERVATION_CHARS])
             calls.append(ToolCall(name=name, tool_input=tool_input, observation=observation))
             observations = f"{observations}\n[{name}] {observation}".strip()
         return calls

@@ -31,16 +31,19 @@ from personaagent.actions import (
     format_memories,
     search_memories,
 )
-from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser
+from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser, UnparseableAnswer
 from personaagent.memory import AddReport
 from personaagent.persona import GENERIC_PERSONA, seed_persona_text
+from personaagent.quoting import defuse_markers
 from personaagent.records import (
     AnswerFormat,
     Interaction,
     Memory,
     Persona,
     PersonaProvenance,
+    as_aware,
     describe_validation_error,
+    match_label,
     validate_user_id,
 )
 from personaagent.signatures import CHOOSE_TOOL_TASK, RESPOND_TASK, response_signature
@@ -63,12 +66,18 @@ def memory_demos(memories: Sequence[Memory]) -> list[dspy.Example]:
     The user's own past query -> response turns are the strongest evidence of how they answer.
     Measured with SmolLM2-135M on 18 dev news queries: accuracy 0.00 with the memories only as
     context text, 0.67 with them also as demonstrations (small models imitate demonstrated turns).
-    Notes without a response are not demonstrations.
+    Notes without a response are not demonstrations. The stored text keeps its words but not
+    DSPy's field markers (``quoting.defuse_markers``): a demonstration turn must hold exactly the
+    fields its signature says, whatever the user's text contains.
     """
     return [
-        dspy.Example(query=m.interaction.query, context="(a similar past interaction)", answer=m.interaction.response)
+        dspy.Example(
+            query=defuse_markers(m.interaction.query),
+            context="(a similar past interaction)",
+            answer=defuse_markers(m.interaction.response),
+        )
         for m in reversed(memories)
-        if m.interaction.response.strip()
+        if m.interaction.is_evidence
     ]
 
 
@@ -92,6 +101,28 @@ def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
 def compose_instructions(persona_text: str, task: str) -> str:
     """Persona first (the system prompt), then the predictor's fixed task instructions."""
     return f"{persona_text.strip()}\n\n{task}"
+
+
+def _answer_text(error: AdapterParseError) -> str | None:
+    """The answer field of an unparsed completion, read as plain text; None if it has none.
+
+    The typed parse rejects e.g. ``Politics`` for the label ``politics``; read as text, the answer
+    can still be matched to the labels the way the metric matches them.
+    """
+    as_text = error.signature.with_updated_fields("answer", type_=str)
+    for adapter in (dspy.ChatAdapter(use_json_adapter_fallback=False), dspy.JSONAdapter()):
+        try:
+            return str(adapter.parse(as_text, error.lm_response)["answer"])
+        except Exception:  # noqa: BLE001 - not in this adapter's format; try the next one
+            continue
+    return None
+
+
+def _shown(text: str | None) -> str:
+    if text is None:
+        return "no readable answer"
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= 80 else flat[:77] + "...")
 
 
 @contextmanager
@@ -349,7 +380,7 @@ class PersonaAgent(dspy.Module):
         Args:
             query: what the user asks now.
             before: only memories older than this are visible (used to re-answer a past
-                interaction honestly, as the optimizer does).
+                interaction honestly, as the optimizer does). A naive time is read as UTC.
             exclude_ids: memory ids hidden from retrieval (the interaction being re-answered).
 
         Returns:
@@ -360,12 +391,17 @@ class PersonaAgent(dspy.Module):
             dspy.utils.exceptions.LMError: An LM call failed (DSPy has already retried rate
                 limits, timeouts and server errors with backoff); e.g. ``LMRateLimitError``,
                 ``ContextWindowExceededError``.
-            dspy.utils.exceptions.AdapterParseError: The LM's tool choice or answer does not
-                parse as the answer format (a label outside the set, a non-numeric or
-                non-finite rating). The agent never makes up an answer: callers that must go on
-                (the optimizer, the evaluation) catch this and score the item as failed.
+            UnparseableAnswer: The LM's tool choice or answer does not fit the answer format
+                even when labels are matched leniently (case, whitespace and punctuation do not
+                matter, as in the metric): a label outside the set, a non-numeric or non-finite
+                rating. It is also a DSPy ``AdapterParseError``. The agent never makes up an
+                answer: callers that must go on (the optimizer, the evaluation) catch this and
+                score the item as failed.
         """
         self._check_query(query)
+        # The query may be stored text too (alignment re-answers past interactions).
+        query = defuse_markers(query)
+        before = as_aware(before)
         episodic = self.workspace.episodic
         retrieved: list[Memory] = []
         if self.use_memory:
@@ -384,15 +420,54 @@ class PersonaAgent(dspy.Module):
                     exclude_ids=exclude_ids,
                 )
                 offered = [tool for tool in [*tools, *self.extra_tools] if tool.name in self.act.tool_names]
-                used_tools = self.act(query=query, tools=offered, observations=context)
+                try:
+                    used_tools = self.act(query=query, tools=offered, observations=context)
+                except UnparseableAnswer:
+                    raise
+                except AdapterParseError as exc:
+                    raise UnparseableAnswer(
+                        f"the model's tool choice does not parse (allowed: {', '.join(self.act.tool_names)}, "
+                        "finish); try again, or use a more capable model (--lm)",
+                        signature=exc.signature,
+                        lm_response=exc.lm_response,
+                    ) from None
                 for call in used_tools:
                     context += f"\n[{call.name}] {call.observation}"
-            answer = self.respond(query=query, context=context, demos=memory_demos(retrieved)).answer
-        if self.answer_format.kind == "rating":
+            answer = self._answer(query=query, context=context, demos=memory_demos(retrieved))
+        return dspy.Prediction(answer=answer, used_tools=used_tools, retrieved=retrieved)
+
+    def _answer(self, **inputs) -> str | float:
+        """The respond predictor's answer in the answer format: a label from the set (matched
+        like the metric matches), a finite rating clamped to the range, or text."""
+        answer_format = self.answer_format
+        try:
+            answer = self.respond(**inputs).answer
+        except AdapterParseError as exc:
+            text = _answer_text(exc)
+            if answer_format.kind == "label" and text is not None:
+                label = match_label(text, answer_format.labels)
+                if label is not None:
+                    return label
+            expected = (
+                f"one of the labels {', '.join(answer_format.labels)}"
+                if answer_format.kind == "label"
+                else f"a rating from {answer_format.min_rating:g} to {answer_format.max_rating:g}"
+                if answer_format.kind == "rating"
+                else "an answer"
+            )
+            raise UnparseableAnswer(
+                f"the model gave {_shown(text)}, not {expected}; try again, or use a more capable model (--lm)",
+                signature=exc.signature,
+                lm_response=exc.lm_response,
+            ) from None
+        if answer_format.kind == "rating":
             if not math.isfinite(float(answer)):
                 # "nan" and "inf" parse as floats; nan even slips through the clamping below.
-                raise AdapterParseError(
-                    type(self).__name__, self.respond.signature, str(answer), message="the rating is not a finite number"
+                raise UnparseableAnswer(
+                    f"the model gave {_shown(str(answer))}, not a finite rating; try again, or use a more "
+                    "capable model (--lm)",
+                    signature=self.respond.signature,
+                    lm_response=str(answer),
                 )
-            answer = min(max(float(answer), self.answer_format.min_rating), self.answer_format.max_rating)
-        return dspy.Prediction(answer=answer, used_tools=used_tools, retrieved=retrieved)
+            answer = min(max(float(answer), answer_format.min_rating), answer_format.max_rating)
+        return answer

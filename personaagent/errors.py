@@ -1,5 +1,11 @@
 """Exceptions personaagent raises on purpose. The CLI turns each into a one-line "Error: ..."."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from dspy.utils.exceptions import AdapterParseError
+
 __all__ = [
     "PersonaAgentError",
     "ConfigError",
@@ -13,6 +19,8 @@ __all__ = [
     "StoreLocked",
     "EmbeddingMismatch",
     "QueryTooLong",
+    "PersonaTooLong",
+    "UnparseableAnswer",
     "BudgetExhausted",
     "UnknownTask",
 ]
@@ -70,6 +78,25 @@ class EmbeddingMismatch(StoreError):
 
 class QueryTooLong(PersonaAgentError, ValueError):
     """A query does not fit in the model's context window."""
+
+
+class PersonaTooLong(PersonaAgentError, ValueError):
+    """A persona text is over the one persona length budget (persona.MAX_PERSONA_CHARS)."""
+
+
+class UnparseableAnswer(PersonaAgentError, AdapterParseError):
+    """The LM's answer or tool choice fits the answer format in no accepted form.
+
+    Also a DSPy ``AdapterParseError``, so code written against DSPy catches it too; ``lm_response``
+    holds the raw completion and ``str()`` is one line.
+    """
+
+    def __init__(self, message: str, *, signature: Any, lm_response: str = "") -> None:
+        AdapterParseError.__init__(self, "PersonaAgent", signature, lm_response, message=message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class BudgetExhausted(PersonaAgentError):

@@ -16,10 +16,17 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from personaagent._files import user_dirname, write_new
-from personaagent.errors import PersonaAgentError, PersonaConflict, UnknownUser
+from personaagent.errors import PersonaAgentError, PersonaConflict, PersonaTooLong, UnknownUser
 from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
 
-__all__ = ["PersonaBook", "seed_persona_text", "persona_diff", "GENERIC_PERSONA"]
+__all__ = [
+    "PersonaBook",
+    "seed_persona_text",
+    "persona_diff",
+    "persona_length_problem",
+    "GENERIC_PERSONA",
+    "MAX_PERSONA_CHARS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +35,59 @@ _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
 #: The instructions used when personalization is switched off (the "w/o persona" ablation).
 GENERIC_PERSONA = "You are a helpful assistant."
 
+#: The one length budget of a persona, however it is made (seed, alignment edit, manual save,
+#: rollback): every version is saved through PersonaBook.add, which enforces it. The persona is
+#: the system prompt of every answer, and a small local model's whole context is 2k tokens.
+MAX_PERSONA_CHARS = 2000
+
+_SEED_INTRO = "You are a personal assistant. You answer the way this user would, following their preferences."
+_SEED_PROFILE_LEAD = "\nWhat is known about the user: "
+
+
+def persona_length_problem(text: str) -> str | None:
+    """Why ``text`` is over the persona budget, or None if it fits (measured stripped)."""
+    size = len(text.strip())
+    if size > MAX_PERSONA_CHARS:
+        return f"the persona is {size:,} characters; the limit is {MAX_PERSONA_CHARS:,}"
+    return None
+
+
+def _check_text(user_id: str, text: str) -> None:
+    # What every saved persona version must be: not empty, within the one budget.
+    if not text.strip():
+        raise ValueError("a persona must not be empty")
+    problem = persona_length_problem(text)
+    if problem is not None:
+        raise PersonaTooLong(f"user {user_id!r}: {problem}; shorten it")
+
+
+def _fit(text: str, room: int) -> str:
+    # Cut at the last sentence end that fits (keeping at least half the room), else at a word.
+    if len(text) <= room:
+        return text
+    head = text[:room]
+    ends = [head.rfind(mark) for mark in (". ", "! ", "? ", ".\n")]
+    end = max(ends)
+    if end >= room // 2:
+        return head[: end + 1]
+    return head[: room - 1].rsplit(None, 1)[0].rstrip() + "…"
+
 
 def seed_persona_text(profile: Profile | None) -> str:
-    """The first persona of a user: a generic assistant prompt plus their profile (paper §3.2)."""
+    """The first persona of a user: a generic assistant prompt plus their profile (paper §3.2).
+
+    The seed is held to half of MAX_PERSONA_CHARS, cutting a long profile at a sentence end, so
+    an alignment edit can keep all of the seed and still add to it within the one budget (the
+    stored profile itself is kept whole).
+    """
     if profile is None or not profile.text.strip():
-        return "You are a personal assistant. You answer the way this user would, following their preferences."
-    return (
-        "You are a personal assistant. You answer the way this user would, following their preferences.\n"
-        f"What is known about the user: {profile.text.strip()}"
-    )
+        return _SEED_INTRO
+    about = profile.text.strip()
+    fitted = _fit(about, MAX_PERSONA_CHARS // 2 - len(_SEED_INTRO) - len(_SEED_PROFILE_LEAD))
+    if fitted != about:
+        logger.info("user %r: profile cut from %d to %d characters to fit the persona", profile.user_id,
+                    len(about), len(fitted))
+    return f"{_SEED_INTRO}{_SEED_PROFILE_LEAD}{fitted}"
 
 
 def persona_diff(before: str, after: str) -> str:
@@ -111,6 +162,12 @@ class PersonaBook:
 
         Concurrent writers never overwrite each other: a version number already taken by another
         writer is retried with the next one.
+
+        Raises:
+            ValueError: ``text`` is empty.
+            PersonaTooLong: ``text`` is over MAX_PERSONA_CHARS (every way of making a persona
+                ends in ``add`` or ``add_if_current``, so the budget is the same for seed, edit,
+                manual save and rollback).
         """
         while True:
             try:
@@ -128,10 +185,11 @@ class PersonaBook:
         it unseen.
 
         Raises:
+            ValueError: ``text`` is empty.
+            PersonaTooLong: ``text`` is over MAX_PERSONA_CHARS, as in ``add``.
             PersonaConflict: the current version is no longer ``parent_version``; nothing is written.
         """
-        if not text.strip():
-            raise ValueError("a persona must not be empty")
+        _check_text(user_id, text)
         current = self._latest(user_id)
         persona = Persona(
             user_id=user_id,
@@ -155,8 +213,17 @@ class PersonaBook:
         return versions[-1] if versions else None
 
     def rollback(self, user_id: str, version: int) -> Persona:
-        """Make an old version current again, by saving its text as a new version."""
+        """Make an old version current again, by saving its text as a new version.
+
+        Raises:
+            PersonaTooLong: the old version is over today's budget (made before it existed).
+        """
         old = self.get(user_id, version)
+        problem = persona_length_problem(old.text)
+        if problem is not None:
+            raise PersonaTooLong(
+                f"user {user_id!r}: v{version} cannot be current again: {problem}; roll back to a shorter version"
+            )
         return self.add(
             user_id, old.text, PersonaProvenance(source="rollback", note=f"rollback to v{version}")
         )

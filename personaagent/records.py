@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timezone
+from typing import Annotated, Any, Literal, Union, overload
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from personaagent.errors import InvalidRecord
 
@@ -45,8 +56,11 @@ __all__ = [
     "UserCompileRecord",
     "EvalResult",
     "utc_now",
+    "as_aware",
+    "EARLIEST",
     "validate_user_id",
     "describe_validation_error",
+    "match_label",
 ]
 
 SCHEMA_VERSION = 1
@@ -57,6 +71,48 @@ MetadataValue = Union[str, int, float, bool, None]
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+_DATETIME = TypeAdapter(datetime)
+
+#: Sorts before every aware time: where undated records go in a chronological order.
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+@overload
+def as_aware(moment: None) -> None: ...
+
+
+@overload
+def as_aware(moment: datetime | date | str | float) -> datetime: ...
+
+
+def as_aware(moment: datetime | date | str | float | None) -> datetime | None:
+    """A point in time as a timezone-aware datetime, so it compares with every other one.
+
+    The one place naive times are read as UTC: every public entry point that takes a time
+    (records, ``before=`` cuts, alignment examples, evaluation examples) passes it through here.
+    An aware time is returned unchanged (its offset is part of the user's data).
+
+    Args:
+        moment: a datetime (naive is UTC), a date (midnight UTC), an ISO 8601 string or Unix
+            seconds; None stays None.
+
+    Raises:
+        InvalidRecord: ``moment`` is not a time.
+    """
+    if moment is None:
+        return None
+    if isinstance(moment, date) and not isinstance(moment, datetime):
+        moment = datetime(moment.year, moment.month, moment.day)
+    elif not isinstance(moment, datetime):
+        try:
+            moment = _DATETIME.validate_python(moment)
+        except ValidationError:
+            raise InvalidRecord(
+                f"{moment!r} is not a time (use a datetime, an ISO 8601 string or Unix seconds)"
+            ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def validate_user_id(user_id: str) -> str:
@@ -108,11 +164,8 @@ class Interaction(Record):
 
     @field_validator("timestamp")
     @classmethod
-    def _timestamp_in_utc(cls, value: datetime | None) -> datetime | None:
-        # Naive times are read as UTC so every timestamp compares with every other.
-        if value is None or value.tzinfo is not None:
-            return value
-        return value.replace(tzinfo=timezone.utc)
+    def _timestamp_aware(cls, value: datetime | None) -> datetime | None:
+        return as_aware(value)
 
     @field_validator("query")
     @classmethod
@@ -120,6 +173,15 @@ class Interaction(Record):
         if not value.strip():
             raise ValueError("query must not be blank")
         return value
+
+    @property
+    def is_evidence(self) -> bool:
+        """Whether this is something the user did, with the response that was right for them.
+
+        Only such interactions are evidence of the user: simulated, critiqued and summarized by
+        alignment and the profile. A note the agent saved (``memory_update``; no response) is not.
+        """
+        return bool(self.response.strip())
 
     @property
     def interaction_id(self) -> str:
@@ -139,6 +201,11 @@ class Memory(Record):
     stored_at: datetime = Field(default_factory=utc_now)
     superseded_by: str | None = None
     score: float | None = None  # similarity to the query, set on retrieval only
+
+    @field_validator("stored_at")
+    @classmethod
+    def _stored_at_aware(cls, value: datetime) -> datetime:
+        return as_aware(value)
 
     @property
     def user_id(self) -> str:
@@ -192,6 +259,38 @@ class AnswerFormat(Record):
         if self.min_rating >= self.max_rating:
             raise ValueError("min_rating must be below max_rating")
         return self
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def match_label(text: Any, labels: Sequence[str]) -> str | None:
+    """The allowed label a free-text answer names, or ``None`` if it names none.
+
+    The one label matcher: the agent's answer parser, the alignment metric and the evaluation
+    metrics all use it, so an answer the metric counts as right is never rejected as unparseable.
+    Tried in order: the exact label; the label up to case and whitespace (and surrounding quotes,
+    asterisks or a final full stop); a label contained in the text as a phrase, earliest first and
+    the longest at the same position (so "WORLD NEWS" wins over "NEWS").
+
+    Examples:
+        >>> match_label(" Politics.", ("politics", "sports"))
+        'politics'
+    """
+    text = str(text)
+    if text in labels:
+        return text
+    squashed = {_squash(label): label for label in labels}
+    answer = _squash(text).strip("\"'`*").rstrip(".").strip()
+    if answer in squashed:
+        return squashed[answer]
+    best: tuple[int, int, str] | None = None
+    for key, label in squashed.items():
+        match = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", answer)
+        if match and (best is None or (match.start(), -len(key)) < (best[0], best[1])):
+            best = (match.start(), -len(key), label)
+    return best[2] if best else None
 
 
 class ToolCall(Record):

@@ -10,7 +10,7 @@ from personaagent.evaluation.metrics import (
     accuracy,
     macro_f1,
     mae,
-    normalize_label,
+    match_label,
     parse_rating,
     rmse,
     score_labels,
@@ -58,12 +58,12 @@ def test_metrics_reject_mismatched_or_empty_input() -> None:
         ("", None),
     ],
 )
-def test_normalize_label(answer: str, expected: str | None) -> None:
-    assert normalize_label(answer, LABELS) == expected
+def test_match_label(answer: str, expected: str | None) -> None:
+    assert match_label(answer, LABELS) == expected
 
 
-def test_normalize_label_prefers_longest_label_at_same_position() -> None:
-    assert normalize_label("world news", ["WORLD", "WORLD NEWS"]) == "WORLD NEWS"
+def test_match_label_prefers_longest_label_at_same_position() -> None:
+    assert match_label("world news", ["WORLD", "WORLD NEWS"]) == "WORLD NEWS"
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         tag = marker(user_id)
         agent = PersonaAgent(user_id, workspace=ws, answer_format=LABELS, use_actions=False)
         for day, topic in enumerate(TOPICS):
-            agent.observe(f"{topic} {tag} private note", f"POLITICS {tag}", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
+            # The truth names the label SPORTS (records.match_label), which the seed persona never
+            # answers: every user's compile makes an edit.
+            agent.observe(f"{topic} {tag} private note", f"SPORTS {tag}", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
         ws.knowledge.add_documents(user_id, [f"{topic} document {tag}" for topic in TOPICS])
         stored = ws.personas.add(user_id, f"You answer for the user tagged {tag}.", PersonaProvenance(source="manual"))
         commit_aligned(aligner.compile(agent.with_persona(stored), run_id=run_id), traces_dir=ws.settings.traces_dir)
@@ -101,7 +103,7 @@ def pairs_and_queries():
                 st.text(min_size=1, max_size=120).filter(str.strip),
                 st.just(f"{topic} {marker(b)} private note"),
                 st.just(f"{topic} document {marker(b)}"),
-                st.just(f"POLITICS {marker(b)}"),
+                st.just(f"SPORTS {marker(b)}"),
                 st.just(b),
             )
         )

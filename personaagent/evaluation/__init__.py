@@ -2,7 +2,7 @@
 
 from personaagent.evaluation.baselines import baselines_for, tfidf_embed
 from personaagent.evaluation.lamp import LampData, read_lamp
-from personaagent.evaluation.metrics import normalize_label, parse_rating
+from personaagent.evaluation.metrics import match_label, parse_rating
 from personaagent.evaluation.runner import Method, Prediction, evaluate, format_results_table
 from personaagent.evaluation.tasks import (
     TASK_NAMES,
@@ -26,7 +26,7 @@ __all__ = [
     "build_ratings_task",
     "LampData",
     "read_lamp",
-    "normalize_label",
+    "match_label",
     "parse_rating",
     "Method",
     "Prediction",

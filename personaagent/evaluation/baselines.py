@@ -17,7 +17,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 
@@ -195,10 +195,6 @@ def _item_key(interaction: Interaction | TaskExample) -> str:
     return f"movie:{movie_id}" if movie_id is not None else f"query:{interaction.query}"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 @dataclass(frozen=True)
 class ItemUserBias:
     """Shrunk item mean plus the user's shrunk bias: ``mu + b_i + b_u``.
@@ -223,12 +219,11 @@ class ItemUserBias:
         for item in pool:
             value = _rating(item)
             if value is not None:
-                moment = _aware(item.timestamp) if item.timestamp else None
-                item_ratings[_item_key(item)].append((moment, item.user_id, value))
+                item_ratings[_item_key(item)].append((item.timestamp, item.user_id, value))
         return cls(GlobalMean.fit(pool).mean, dict(item_ratings), item_shrinkage, user_shrinkage)
 
     def predict(self, example: TaskExample) -> Prediction:
-        cutoff = _aware(example.timestamp) if example.timestamp else None
+        cutoff = example.timestamp
         others = [
             value
             for moment, user_id, value in self.item_ratings.get(_item_key(example), ())

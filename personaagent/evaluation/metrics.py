@@ -13,12 +13,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from personaagent.records import match_label
+
 __all__ = [
     "accuracy",
     "macro_f1",
     "mae",
     "rmse",
-    "normalize_label",
+    "match_label",
     "parse_rating",
     "Scores",
     "score_labels",
@@ -69,31 +71,6 @@ def _check_lengths(golds: Sequence, preds: Sequence) -> None:
         raise ValueError("no examples to score")
 
 
-def _squash(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def normalize_label(text: str, labels: Sequence[str]) -> str | None:
-    """Map a free-text answer to the allowed label it names, or ``None`` if it names none.
-
-    Tried in order: the exact label; the label up to case and whitespace (and surrounding quotes
-    or a final full stop); a label contained in the text as a phrase, earliest first and the
-    longest at the same position (so "WORLD NEWS" wins over "NEWS").
-    """
-    if text in labels:
-        return text
-    squashed = {_squash(label): label for label in labels}
-    answer = _squash(text).strip("\"'`*").rstrip(".").strip()
-    if answer in squashed:
-        return squashed[answer]
-    best: tuple[int, int, str] | None = None
-    for key, label in squashed.items():
-        match = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", answer)
-        if match and (best is None or (match.start(), -len(key)) < (best[0], best[1])):
-            best = (match.start(), -len(key), label)
-    return best[2] if best else None
-
-
 def parse_rating(text: str, low: float, high: float) -> float | None:
     """The first number in ``text``, clamped to ``[low, high]``; ``None`` if there is none."""
     match = _NUMBER.search(text)
@@ -112,7 +89,7 @@ class Scores:
 
 def score_labels(golds: Sequence[str], answers: Sequence[str], labels: Sequence[str]) -> Scores:
     """Accuracy and macro-F1 of free-text ``answers``; an unparseable answer is wrong."""
-    preds = [normalize_label(answer, labels) for answer in answers]
+    preds = [match_label(answer, labels) for answer in answers]
     return Scores(
         metrics={"accuracy": accuracy(golds, preds), "macro_f1": macro_f1(golds, preds)},
         parse_failures=sum(p is None for p in preds),

@@ -33,7 +33,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from personaagent.errors import InvalidRecord, UnknownTask
-from personaagent.records import AnswerFormat, Interaction, MetadataValue
+from personaagent.records import AnswerFormat, Interaction, EARLIEST, MetadataValue, as_aware
 
 __all__ = [
     "TASK_NAMES",
@@ -119,6 +119,10 @@ class TaskExample:
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
     timestamp: datetime | None = None
     example_id: str = ""
+
+    def __post_init__(self) -> None:
+        # A naive time is read as UTC, as everywhere (records.as_aware), so cut-offs compare.
+        object.__setattr__(self, "timestamp", as_aware(self.timestamp))
 
     def as_interaction(self) -> Interaction:
         """The query with its gold response, as an Interaction (e.g. to store after answering)."""
@@ -297,9 +301,8 @@ def group_by_user(interactions: Iterable[Interaction]) -> dict[str, tuple[Intera
             continue
         seen.add(key)
         by_user[interaction.user_id].append(interaction)
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
     return {
-        user: tuple(sorted(items, key=lambda i: _aware(i.timestamp) if i.timestamp else epoch))
+        user: tuple(sorted(items, key=lambda i: i.timestamp or EARLIEST))
         for user, items in by_user.items()
     }
 
@@ -312,11 +315,6 @@ def split_users(users: Sequence[str], *, seed: int = DEFAULT_SEED, dev_fraction:
     random.Random(seed).shuffle(shuffled)
     cut = round(len(shuffled) * dev_fraction)
     return tuple(shuffled[:cut]), tuple(shuffled[cut:])
-
-
-def _aware(moment: datetime) -> datetime:
-    # Naive timestamps are taken as UTC so they sort together with aware ones.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # --- Building tasks from the source corpora ---------------------------------------------------
@@ -378,7 +376,7 @@ def build_news_task(
                     user_id=row["authors"],
                     query=_news_query(row["headline"], row["short_description"]),
                     response=row["category"],
-                    timestamp=datetime.fromisoformat(row["date"]).replace(tzinfo=timezone.utc),
+                    timestamp=as_aware(row["date"]),
                     metadata={"headline": row["headline"], **({"link": row["link"]} if row.get("link") else {})},
                 )
             )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from personaagent.errors import UnknownUser
 from personaagent.memory.store import EPISODIC, SUPERSEDED_FIELD, Hit, MemoryStore, StoredItem
-from personaagent.records import Interaction, Memory, utc_now, validate_user_id
+from personaagent.records import EARLIEST, Interaction, Memory, utc_now, validate_user_id
 from personaagent.runtime.embedder import Embedder
 
 __all__ = ["AddReport", "EpisodicMemory"]
@@ -24,7 +24,6 @@ __all__ = ["AddReport", "EpisodicMemory"]
 logger = logging.getLogger(__name__)
 
 _MEMORY_FIELDS = ("memory_id", "stored_at", SUPERSEDED_FIELD)
-_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -35,16 +34,11 @@ class AddReport:
     duplicates: int
 
 
-def _aware(moment: datetime) -> datetime:
-    # Naive timestamps are read as UTC so they sort against aware ones instead of raising.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
 def _chronological(memory: Memory) -> tuple[bool, datetime, datetime, str]:
     # Undated interactions come first (treated as oldest); ties fall back to storage order.
     timestamp = memory.interaction.timestamp
-    dated = _aware(timestamp) if timestamp is not None else _EPOCH
-    return (timestamp is not None, dated, _aware(memory.stored_at), memory.memory_id)
+    # Both times are aware: the records' validators read naive ones as UTC (records.as_aware).
+    return (timestamp is not None, timestamp or EARLIEST, memory.stored_at, memory.memory_id)
 
 
 class EpisodicMemory:

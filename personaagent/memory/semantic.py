@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from personaagent._files import user_dirname, write_atomic
 from personaagent.errors import EmptyHistory, PersonaAgentError
 from personaagent.guards import generated_text_problem
+from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
@@ -28,15 +29,15 @@ MIN_PROFILE_CHARS = 15
 
 
 def format_history(memories: Sequence[Memory], *, max_chars: int = 3000, max_item_chars: int = 200) -> str:
-    """The newest interactions as ``query => response`` lines, newest kept when over ``max_chars``.
+    """The newest interactions as ``"query" => "response"`` lines (quoted data), newest kept
+    when over ``max_chars``.
 
     Bounded so the summary prompt fits a small model's context whatever the history length.
     """
     lines: list[str] = []
     used = 0
     for memory in reversed(memories):  # newest first, so the cut drops the oldest
-        item = memory.interaction
-        line = f"{item.query[:max_item_chars]} => {item.response[:max_item_chars]}".replace("\n", " ")
+        line = interaction_line(memory.interaction, max_item_chars=max_item_chars)
         if used + len(line) + 1 > max_chars:
             break
         lines.append(line)
@@ -83,9 +84,15 @@ class SemanticMemory(dspy.Module):
     def forward(self, user_id: str, memories: Sequence[Memory], *, force: bool = False) -> Profile:
         """Return the user's profile, summarizing ``memories`` first if it is missing or stale.
 
-        A summary that is scaffolding or too short is not saved; the returned profile then has
-        empty text (the persona seeds without it) and the next call summarizes again.
+        Only evidence of the user is summarized (``Interaction.is_evidence``): notes the agent
+        saved are left out. A summary that is scaffolding or too short is not saved; the returned
+        profile then has empty text (the persona seeds without it) and the next call summarizes
+        again.
+
+        Raises:
+            EmptyHistory: no memory is evidence of the user.
         """
+        memories = [m for m in memories if m.interaction.is_evidence]
         if not memories:
             raise EmptyHistory(
                 f"user {user_id!r} has no interactions to summarize; ingest some with `personaagent ingest`"
