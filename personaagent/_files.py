@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 __all__ = ["user_dirname", "write_atomic", "write_bytes_atomic", "write_new", "append_line"]
 
-
 def user_dirname(user_id: str) -> str:
     """A folder name for a user id that is safe on every filesystem.
 

@@ -24,7 +24,7 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
-from personaagent.ingest import read_interactions
+from personaagent.ingest import read_interactions, read_user_text
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.optimizers import PersonaAlignment, compile_users
@@ -250,7 +250,7 @@ def knowledge_add(ctx: click.Context, files: tuple[Path, ...], user_id: str):
     Example:
         personaagent knowledge add notes/*.txt --user alice
     """
-    texts = [path.read_text(encoding="utf-8") for path in files]
+    texts = [read_user_text(path) for path in files]
     report = _session(ctx).workspace.knowledge.add_documents(user_id, texts)
     click.echo(f"added {report.added}, already stored {report.duplicates}")
 

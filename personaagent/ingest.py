@@ -1,8 +1,9 @@
-"""Reading a user-history file: the records behind ``personaagent ingest``.
+"""Reading the files users give: the records behind ``personaagent ingest``.
 
-:func:`read_interactions` reads JSON, JSON Lines or CSV interaction files: malformed records are
-skipped and reported with their line number, never silently dropped, and the valid records of the
-same file are kept.
+:func:`read_user_text` is the one way a file a user gave (interactions, knowledge documents, LaMP
+files) is decoded. :func:`read_interactions` reads JSON, JSON Lines or CSV interaction files:
+malformed records are skipped and reported with their line number, never silently dropped, and
+the valid records of the same file are kept.
 """
 
 from __future__ import annotations
@@ -22,13 +23,56 @@ from pydantic import ValidationError
 from personaagent.errors import InvalidRecord
 from personaagent.records import Interaction, describe_validation_error
 
-__all__ = ["Skipped", "MAX_RECORD_CHARS", "read_interactions", "interaction_from_record"]
+__all__ = ["Skipped", "MAX_RECORD_CHARS", "read_user_text", "read_interactions", "interaction_from_record"]
 
 logger = logging.getLogger(__name__)
 
 #: A record longer than this (in characters) is skipped: no real interaction is that long, and
 #: one would flood a prompt or the embedder.
 MAX_RECORD_CHARS = 100_000
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+# UTF-32 first: its little-endian mark starts with UTF-16's.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_SAVE_AS_UTF8 = "save it as UTF-8 (a spreadsheet's \"CSV UTF-8\"; an editor's \"UTF-8\" encoding) and try again"
+
+
+def read_user_text(path: Path) -> str:
+    """The text of a file a user gave, decoded as UTF-8 (with or without a byte-order mark).
+
+    A UTF-8 byte-order mark, which spreadsheets' "CSV UTF-8" export and Windows editors write, is
+    dropped. Any other encoding is refused rather than guessed, so no text is silently changed.
+
+    Raises:
+        InvalidRecord: naming the file and the fix: it cannot be read, or it is UTF-16/UTF-32
+            (by its byte-order mark, or NUL bytes without one), or it has bytes that are not
+            UTF-8 (e.g. Latin-1 or Windows-1252 text; the message gives the line).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidRecord(f"{path}: {exc.strerror or exc}") from None
+    for mark, encoding in _OTHER_BOMS:
+        if data.startswith(mark):
+            raise InvalidRecord(f"{path}: the file is {encoding} text, not UTF-8; {_SAVE_AS_UTF8}")
+    data = data.removeprefix(_UTF8_BOM)
+    if b"\x00" in data:
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        raise InvalidRecord(f"{path}: line {line}: NUL bytes (UTF-16 text without a byte-order mark?); {_SAVE_AS_UTF8}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidRecord(
+            f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 (Latin-1 or Windows-1252 text?); "
+            f"{_SAVE_AS_UTF8}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -78,14 +122,9 @@ def read_interactions(path: Path, *, default_user_id: str | None = None) -> tupl
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise InvalidRecord(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .csv")
-    try:
-        # Text mode would turn a "\r" inside a quoted CSV field into "\n"; the csv module reads
-        # line ends itself (open(newline="")), and JSON files get universal newlines below.
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise InvalidRecord(f"{path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidRecord(f"{path}: not UTF-8 text: {exc}") from None
+    # Read as bytes: text mode would turn a "\r" inside a quoted CSV field into "\n"; the csv module
+    # reads line ends itself (open(newline="")), and JSON files get universal newlines below.
+    text = read_user_text(path)
     if suffix != ".csv":
         text = text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -120,6 +159,8 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
     # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters that
     # are legal inside a JSON string, which cut valid records in two and shifted line numbers.
     for line_number, line in enumerate(text.split("\n"), start=1):
+        # Files joined with `cat` carry each part's byte-order mark at the start of a line.
+        line = line.removeprefix("\ufeff")
         if not line.strip():
             continue
         if len(line) > MAX_RECORD_CHARS:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from personaagent.errors import InvalidRecord
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
-from personaagent.ingest import Skipped
+from personaagent.ingest import Skipped, read_user_text
 from personaagent.records import Interaction, describe_validation_error
 
 __all__ = [
@@ -134,11 +134,10 @@ def read_lamp(
 
 
 def _load_json(path: Path) -> Any:
+    text = read_user_text(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidRecord(f"{path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InvalidRecord(f"{path}: not valid JSON: {exc}") from None
 
 
