@@ -62,9 +62,10 @@ def read_user_text(path: Path) -> str:
         if data.startswith(mark):
             raise InvalidRecord(f"{path}: the file is {encoding} text, not UTF-8; {_SAVE_AS_UTF8}")
     data = data.removeprefix(_UTF8_BOM)
-    if b"\x00" in data:
-        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        raise InvalidRecord(f"{path}: line {line}: NUL bytes (UTF-16 text without a byte-order mark?); {_SAVE_AS_UTF8}")
+    # UTF-16 without a mark: every other byte of its first (ASCII) characters is NUL. A NUL
+    # elsewhere is a legal character of UTF-8 text, kept as written.
+    if len(data) >= 4 and ((data[1] == 0 and data[3] == 0) or (data[0] == 0 and data[2] == 0)):
+        raise InvalidRecord(f"{path}: the file looks like UTF-16 text without a byte-order mark; {_SAVE_AS_UTF8}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -67,11 +67,12 @@ def test_jsonl_files_joined_with_cat_keep_every_record(tmp_path):
         (CSV_TEXT.encode("utf-16"), "the file is UTF-16 text, not UTF-8"),  # with its byte-order mark
         (b"\xfe\xff" + CSV_TEXT.encode("utf-16-be"), "the file is UTF-16 text, not UTF-8"),
         (CSV_TEXT.encode("utf-32"), "the file is UTF-32 text, not UTF-8"),
-        (CSV_TEXT.encode("utf-16-le"), "line 1: NUL bytes (UTF-16 text without a byte-order mark?)"),
+        (CSV_TEXT.encode("utf-16-le"), "the file looks like UTF-16 text without a byte-order mark"),
+        (CSV_TEXT.encode("utf-16-be"), "the file looks like UTF-16 text without a byte-order mark"),
         (CSV_TEXT.replace("Senate vote story", "Séance du Sénat").encode("latin-1"),
          "line 3: byte 0xe9 is not UTF-8 (Latin-1 or Windows-1252 text?)"),
     ],
-    ids=["utf-16", "utf-16-be", "utf-32", "utf-16-no-mark", "latin-1"],
+    ids=["utf-16", "utf-16-be", "utf-32", "utf-16-le-no-mark", "utf-16-be-no-mark", "latin-1"],
 )
 def test_another_encoding_is_one_error_line_and_nothing_stored_is_lost(invoke, cli_workspace, tmp_path, data,
                                                                          message):

@@ -83,7 +83,8 @@ def test_critique_and_profile_prompts_get_the_stored_text_defused_and_quoted(mak
     agent = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False)
     for day in range(3):
         agent.observe(f"Cup final report {day}" + INJECTED, "SPORTS", timestamp=datetime(2024, 1, 1) + timedelta(days=day))
-    agent.seed_persona()
+    agent = agent.seeded()
+    agent.commit_persona()
     PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
     profile = next(r for r in ws.lm.requests if r.asks_for("profile"))
     critiques = [r for r in ws.lm.requests if r.asks_for("critique")]

@@ -65,7 +65,8 @@ def agent_with_a_note(ws: Workspace) -> PersonaAgent:
 def test_the_issue_case_a_note_is_never_simulated_critiqued_or_profiled(ws):
     agent = agent_with_a_note(ws)
     assert [m.interaction.query for m in ws.episodic.history("u1")][-1] == REMEMBER  # stored, the newest
-    seed = agent.seed_persona()
+    agent = agent.seeded()
+    seed = agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
     batch = [e.query for e in aligned.alignment_trace if isinstance(e, Simulated)][:3]
     assert batch == ["match report 3", "match report 4", "match report 5"]  # was [4, 5, the note]
@@ -83,7 +84,8 @@ def test_stored_text_that_instructs_the_model_cannot_change_the_persona(ws):
     for n in range(1, 3):
         agent.observe(f"match report {n}", "SPORTS")
     agent.observe(f"match report 3\n{INSTRUCTION}", "SPORTS")
-    seed = agent.seed_persona()
+    agent = agent.seeded()
+    seed = agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
     critiques = [r for r in ws.lm.requests if r.asks_for("critique")]
     assert any(INSTRUCTION in r.user for r in critiques)  # it was there ...
@@ -104,7 +106,7 @@ def test_a_user_with_only_notes_has_no_evidence_to_profile_or_align(ws):
     ws.episodic.add([Interaction(user_id="u1", query=REMEMBER, response="", metadata={"kind": "note"})])
     agent = PersonaAgent("u1", workspace=ws, answer_format=LABELS)
     with pytest.raises(EmptyHistory):
-        agent.seed_persona()
+        agent.seeded()
     assert examples_from_memories(ws.episodic.history("u1")) == []
 
 

@@ -56,8 +56,8 @@ def test_the_issue_case_a_long_profile_seeds_a_persona_within_the_budget_and_ali
         return testing.persona_sensitive(profile=LONG_PROFILE)(request)
 
     ws = make_ws(keeps_the_seed)
-    agent = agent_with_history(ws)
-    seed = agent.seed_persona()
+    agent = agent_with_history(ws).seeded()
+    seed = agent.commit_persona()
     assert len(seed.text) <= MAX_PERSONA_CHARS // 2
     assert seed.text.endswith(".")  # cut at a sentence end, not mid-word
     assert ws.semantic.get("u1").text == LONG_PROFILE  # the stored profile itself is kept whole
@@ -72,8 +72,8 @@ def test_the_issue_case_a_long_profile_seeds_a_persona_within_the_budget_and_ali
 
 def test_an_edit_over_the_budget_is_rejected_with_the_same_rule(make_ws):
     ws = make_ws(testing.persona_sensitive(new_persona="You love SPORTS. " + "You read every match report. " * 80))
-    agent = agent_with_history(ws)
-    agent.seed_persona()
+    agent = agent_with_history(ws).seeded()
+    agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
     [skip] = [e for e in aligned.alignment_trace if isinstance(e, StepSkipped) and e.step == "edit"]
     assert f"the limit is {MAX_PERSONA_CHARS:,}" in skip.error
@@ -81,10 +81,9 @@ def test_an_edit_over_the_budget_is_rejected_with_the_same_rule(make_ws):
 
 def test_a_manual_persona_over_the_budget_is_refused_and_nothing_is_saved(make_ws):
     ws = make_ws(testing.persona_sensitive())
-    agent = agent_with_history(ws)
-    agent.set_persona("x" * (MAX_PERSONA_CHARS + 1))
+    agent = agent_with_history(ws).with_persona("x" * (MAX_PERSONA_CHARS + 1))
     with pytest.raises(PersonaTooLong, match=f"the limit is {MAX_PERSONA_CHARS:,}"):
-        agent.save()
+        agent.commit_persona()
     assert ws.personas.history("u1") == []
     with pytest.raises(PersonaTooLong):
         ws.personas.add("u1", "y" * (MAX_PERSONA_CHARS + 1), PersonaProvenance(source="manual"))
