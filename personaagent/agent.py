@@ -84,8 +84,9 @@ def memory_demos(memories: Sequence[Memory]) -> list[dspy.Example]:
 def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
     """Memories as alignment examples: ``query`` is the input, ``answer`` the user's true response.
 
-    Each example carries its memory id and timestamp so re-answering it hides it (and anything
-    newer) from retrieval.
+    Only evidence of the user becomes an example (``Interaction.is_evidence``): a note the agent
+    saved has no true response and is never simulated or critiqued. Each example carries its
+    memory id and timestamp so re-answering it hides it (and anything newer) from retrieval.
     """
     return [
         dspy.Example(
@@ -95,6 +96,7 @@ def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
             timestamp=m.interaction.timestamp,
         ).with_inputs("query")
         for m in memories
+        if m.interaction.is_evidence
     ]
 
 

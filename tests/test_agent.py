@@ -52,7 +52,7 @@ def test_answer_uses_only_this_users_memories_and_records_the_tool_call(ws):
     assert prediction.retrieved[0].interaction.query == "pasta recipes for winter"
     assert prediction.used_tools and isinstance(prediction.used_tools[0], ToolCall)
     assert prediction.used_tools[0].name == "memory_search"
-    assert "pasta recipes for winter => FOOD" in prediction.used_tools[0].observation
+    assert '"pasta recipes for winter" => "FOOD"' in prediction.used_tools[0].observation
     assert "bob" not in prediction.used_tools[0].observation and "SPORTS" not in prediction.used_tools[0].observation
 
 

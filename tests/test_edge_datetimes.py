@@ -43,7 +43,7 @@ def agent_with_history(ws: Workspace) -> PersonaAgent:
 
 
 def simulations(aligned) -> list[Simulated]:
-    return [e for e in aligned.alignment_trace if isinstance(e, Simulated)]
+    return [e for e in aligned.alignment_result.trace.events if isinstance(e, Simulated)]
 
 
 def test_a_trainset_of_naive_timestamps_is_simulated_not_failed(ws):
@@ -55,7 +55,7 @@ def test_a_trainset_of_naive_timestamps_is_simulated_not_failed(ws):
         for d in range(1, 6)
     ]
     aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=trainset)
-    assert not [e for e in aligned.alignment_trace if isinstance(e, StepSkipped) and e.step == "simulate"]
+    assert not [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped) and e.step == "simulate"]
     assert aligned.alignment_result.status == "edited"
     assert (aligned.alignment_result.score_initial, aligned.alignment_result.score_final) == (0.0, 1.0)
 

@@ -13,7 +13,7 @@ from dspy.utils import DummyLM
 from personaagent import testing
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.quoting import defuse_markers, quote
 from personaagent.records import AnswerFormat
 from personaagent.testing import ScriptedLM
@@ -85,7 +85,7 @@ def test_critique_and_profile_prompts_get_the_stored_text_defused_and_quoted(mak
         agent.observe(f"Cup final report {day}" + INJECTED, "SPORTS", timestamp=datetime(2024, 1, 1) + timedelta(days=day))
     agent = agent.seeded()
     agent.commit_persona()
-    PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
+    PersonaAlignment(num_recent=3).compile(agent)
     profile = next(r for r in ws.lm.requests if r.asks_for("profile"))
     critiques = [r for r in ws.lm.requests if r.asks_for("critique")]
     assert len(critiques) == 3

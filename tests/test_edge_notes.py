@@ -14,7 +14,8 @@ from personaagent.actions import MEMORY_UPDATE
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import EmptyHistory
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.agent import examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.optimizers.alignment_utils import latest_examples
 from personaagent.records import AnswerFormat, Interaction, Simulated
 from personaagent.testing import LMRequest, ScriptedLM
@@ -67,14 +68,14 @@ def test_the_issue_case_a_note_is_never_simulated_critiqued_or_profiled(ws):
     assert [m.interaction.query for m in ws.episodic.history("u1")][-1] == REMEMBER  # stored, the newest
     agent = agent.seeded()
     seed = agent.commit_persona()
-    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
-    batch = [e.query for e in aligned.alignment_trace if isinstance(e, Simulated)][:3]
+    aligned = PersonaAlignment(num_recent=3).compile(agent)
+    batch = [e.query for e in aligned.alignment_result.trace.events if isinstance(e, Simulated)][:3]
     assert batch == ["match report 3", "match report 4", "match report 5"]  # was [4, 5, the note]
     for request in ws.lm.requests:
         if request.asks_for("critique") or request.asks_for("new_persona") or request.asks_for("profile"):
             assert INSTRUCTION not in request.user
     assert HIJACKED not in seed.text
-    assert ws.personas.current("u1").text == testing.persona_sensitive.__kwdefaults__["new_persona"]
+    assert aligned.commit_persona().text == testing.persona_sensitive.__kwdefaults__["new_persona"]
 
 
 def test_stored_text_that_instructs_the_model_cannot_change_the_persona(ws):
@@ -86,7 +87,7 @@ def test_stored_text_that_instructs_the_model_cannot_change_the_persona(ws):
     agent.observe(f"match report 3\n{INSTRUCTION}", "SPORTS")
     agent = agent.seeded()
     seed = agent.commit_persona()
-    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
+    aligned = PersonaAlignment(num_recent=3).compile(agent)
     critiques = [r for r in ws.lm.requests if r.asks_for("critique")]
     assert any(INSTRUCTION in r.user for r in critiques)  # it was there ...
     assert not any(OBEYS.search(r.user) for r in critiques)  # ... never as a line of its own

@@ -11,7 +11,7 @@ from personaagent import testing
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import PersonaTooLong
-from personaagent.optimizers import PersonaAlignment, examples_from_memories
+from personaagent.optimizers import PersonaAlignment
 from personaagent.persona import MAX_PERSONA_CHARS, seed_persona_text
 from personaagent.records import AnswerFormat, Persona, PersonaProvenance, Profile, StepSkipped
 from personaagent.testing import ScriptedLM
@@ -62,11 +62,10 @@ def test_the_issue_case_a_long_profile_seeds_a_persona_within_the_budget_and_ali
     assert seed.text.endswith(".")  # cut at a sentence end, not mid-word
     assert ws.semantic.get("u1").text == LONG_PROFILE  # the stored profile itself is kept whole
 
-    trainset = examples_from_memories(ws.episodic.history("u1"))
-    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=trainset)
-    assert not [e for e in aligned.alignment_trace if isinstance(e, StepSkipped) and e.step == "edit"]
+    aligned = PersonaAlignment(num_recent=3).compile(agent)
+    assert not [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped) and e.step == "edit"]
     assert aligned.alignment_result.status == "edited"
-    current = ws.personas.current("u1").text
+    current = aligned.commit_persona().text
     assert current.startswith(seed.text) and "love SPORTS" in current
 
 
@@ -74,8 +73,8 @@ def test_an_edit_over_the_budget_is_rejected_with_the_same_rule(make_ws):
     ws = make_ws(testing.persona_sensitive(new_persona="You love SPORTS. " + "You read every match report. " * 80))
     agent = agent_with_history(ws).seeded()
     agent.commit_persona()
-    aligned = PersonaAlignment(num_recent=3).compile(agent, trainset=examples_from_memories(ws.episodic.history("u1")))
-    [skip] = [e for e in aligned.alignment_trace if isinstance(e, StepSkipped) and e.step == "edit"]
+    aligned = PersonaAlignment(num_recent=3).compile(agent)
+    [skip] = [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped) and e.step == "edit"]
     assert f"the limit is {MAX_PERSONA_CHARS:,}" in skip.error
 
 
