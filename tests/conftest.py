@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from dspy.utils import DummyLM
 
 from personaagent import cli
-from personaagent.config import load_settings
+from personaagent.config import Settings, load_settings
 from personaagent.memory.store import EdgeStore, MemoryStore
 from personaagent.runtime.embedder import HashingEmbedder
+from personaagent.testing import ScriptedLM
 from personaagent.workspace import Workspace
 
 
@@ -107,3 +108,18 @@ def compiled_run(invoke, history_file: Path) -> str:
     result = invoke("compile", "alice", "--labels", "politics,sports", "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["run_id"]
+
+
+@pytest.fixture
+def make_ws(tmp_path: Path, hashing_embedder: HashingEmbedder):
+    """Build Workspaces on a ScriptedLM: ``make_ws(script)``; an in-memory store, closed after the test."""
+    built = []
+
+    def build(script):
+        ws = Workspace(Settings(home=tmp_path / "home", store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder)
+        built.append(ws)
+        return ws
+
+    yield build
+    for ws in built:
+        ws.close()

@@ -9,33 +9,16 @@ import pytest
 
 from personaagent import testing
 from personaagent.agent import PersonaAgent
-from personaagent.config import Settings
 from personaagent.errors import PersonaTooLong
 from personaagent.optimizers import PersonaAlignment
 from personaagent.persona import MAX_PERSONA_CHARS, seed_persona_text
 from personaagent.records import AnswerFormat, Persona, PersonaProvenance, Profile, StepSkipped
-from personaagent.testing import ScriptedLM
-from personaagent.workspace import Workspace
 
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
 
 #: A long, well-formed profile as a hosted model writes one: about 5,400 characters of sentences
 #: (a number every few words, so the loop guard on profiles does not take it for a repetition).
 LONG_PROFILE = " ".join(f"Story {i} shows taste {i} for sport {i} and team {i} in season {i}." for i in range(90))
-
-
-@pytest.fixture
-def make_ws(tmp_path, hashing_embedder):
-    built = []
-
-    def build(script):
-        ws = Workspace(Settings(home=tmp_path / "home", store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder)
-        built.append(ws)
-        return ws
-
-    yield build
-    for ws in built:
-        ws.close()
 
 
 def agent_with_history(ws) -> PersonaAgent:

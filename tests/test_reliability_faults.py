@@ -28,13 +28,11 @@ from dspy.utils.exceptions import (
 )
 
 from personaagent.agent import PersonaAgent
-from personaagent.config import Settings
 from personaagent.errors import QueryTooLong
 from personaagent.optimizers import PersonaAlignment
 from personaagent.records import AnswerFormat, CompileFinished, Edited, StepSkipped
 from personaagent.signatures import CritiqueAnswer, UpdatePersona
 from personaagent.testing import ScriptedLM
-from personaagent.workspace import Workspace
 
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
 RATING = AnswerFormat(kind="rating", min_rating=1.0, max_rating=5.0)
@@ -94,20 +92,6 @@ def faulty(field: str, fault):
         return fault  # a raw completion string, or output field values
 
     return script
-
-
-@pytest.fixture
-def make_ws(tmp_path, hashing_embedder):
-    built = []
-
-    def build(script):
-        ws = Workspace(Settings(home=tmp_path / "home", store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder)
-        built.append(ws)
-        return ws
-
-    yield build
-    for ws in built:
-        ws.close()
 
 
 def seeded_agent(ws, answer_format=LABELS, **options):
