@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from personaagent.errors import InvalidRecord
-from personaagent.evaluation import read_interactions, read_lamp
+from personaagent.evaluation import read_lamp
+from personaagent.ingest import read_interactions
 
 BOM = b"\xef\xbb\xbf"
 CSV_TEXT = "user_id,query,response\nu1,Cup final report,sports\nu1,Senate vote story,politics\n"
