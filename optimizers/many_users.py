@@ -25,6 +25,7 @@ from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
 from personaagent.errors import PersonaAgentError, PersonaConflict
 from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
+from personaagent import telemetry
 from personaagent.runtime.usage import metered
 from personaagent.traces import TraceWriter, new_run_id
 from personaagent.workspace import Workspace
@@ -130,7 +131,7 @@ def compile_users(
 
     def compile_one(user_id: str) -> UserCompileRecord:
         outcome: dict[str, Any]
-        with metered() as meter:
+        with telemetry.span("personaagent.compile", user_id=user_id, run_id=run_id, kind="CHAIN"), metered() as meter:
             try:
                 agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded()
                 if agent.persona_version is None:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import dspy
 
+from personaagent import telemetry
 from personaagent.quoting import defuse_markers, interaction_line, quote
 from personaagent.records import Interaction, Memory, ToolCall, as_aware
 from personaagent.signatures import tool_choice_signature
@@ -169,12 +170,13 @@ class ActionModule(dspy.Module):
                 break
             tool_input = (choice.tool_input or "").strip() or query
             tool = by_name[name]
-            try:
-                # dspy.Tool takes keyword arguments; every tool here takes one text argument.
-                observation = str(tool(**{next(iter(tool.args)): tool_input}) if tool.args else tool())
-            except Exception as exc:  # a user tool failing must not fail the answer
-                logger.warning("tool %s failed: %s", name, exc)
-                observation = f"(tool failed: {type(exc).__name__}: {exc})"
+            with telemetry.span("personaagent.tool", kind="TOOL", attributes={"tool.name": name}):
+                try:
+                    # dspy.Tool takes keyword arguments; every tool here takes one text argument.
+                    observation = str(tool(**{next(iter(tool.args)): tool_input}) if tool.args else tool())
+                except Exception as exc:  # a user tool failing must not fail the answer
+                    logger.warning("tool %s failed: %s", name, exc)
+                    observation = f"(tool failed: {type(exc).__name__}: {exc})"
             # A tool's output is data: it must not fake a field of the prompt.
             observation = defuse_markers(observation[:MAX_OBSERVATION_CHARS])
             calls.append(ToolCall(name=name, tool_input=tool_input, observation=observation))

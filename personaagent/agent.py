@@ -22,6 +22,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from pydantic import ValidationError
 
+from personaagent import telemetry
 from personaagent.actions import (
     BUILTIN_TOOL_NAMES,
     KNOWLEDGE_LOOKUP,
@@ -400,6 +401,11 @@ class PersonaAgent(dspy.Module):
                 answer: callers that must go on (the optimizer, the evaluation) catch this and
                 score the item as failed.
         """
+        with telemetry.span("personaagent.ask", user_id=self.user_id, kind="AGENT", count_tokens=True,
+                            attributes={"personaagent.persona_version": self.persona_version}):
+            return self._answer(query, before=before, exclude_ids=exclude_ids)
+
+    def _answer(self, query: str, *, before: datetime | None, exclude_ids: Sequence[str]) -> dspy.Prediction:
         self._check_query(query)
         # The query may be stored text too (alignment re-answers past interactions).
         query = defuse_markers(query)

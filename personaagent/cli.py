@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 import click
 from pydantic import ValidationError
 
+from personaagent import telemetry
 from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
@@ -62,6 +63,7 @@ class Session:
     def workspace(self) -> Workspace:
         if self._workspace is None:
             self._workspace = Workspace(load_settings(**self.overrides))
+            telemetry.configure(self._workspace.settings)  # spans only if the telemetry setting is on
         return self._workspace
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ to make answers depend on the persona, so the alignment gate can be exercised fo
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import threading
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from dspy.clients.engines.dummy_engine import AsyncDummyEngine, DummyEngine
+from dspy.lm15 import Usage
 from dspy.utils import DummyLM
 from dspy.utils.exceptions import LMRateLimitError
 
@@ -55,6 +58,8 @@ class ScriptedLM(DummyLM):
         self.script = script
         self.requests: list[LMRequest] = []
         self._lock = threading.Lock()
+        self._engine_spec = _CountingEngine(self)
+        self._async_engine_spec = AsyncDummyEngine(self._engine_spec)
 
     def _use_example(self, messages: list[dict[str, Any]]) -> str:
         system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
@@ -67,6 +72,19 @@ class ScriptedLM(DummyLM):
             self.requests.append(request)
         reply = self.script(request)
         return reply if isinstance(reply, str) else self._format_answer_fields(reply)
+
+
+class _CountingEngine(DummyEngine):
+    """DummyLM's engine, reporting tokens as whitespace-separated words (DummyLM reports 0), so
+    token accounting (budgets, traces, spans) can be tested."""
+
+    def _complete_messages(self, messages: list[dict[str, Any]]) -> Any:
+        response = super()._complete_messages(messages)
+        prompt = sum(len(str(message.get("content", "")).split()) for message in messages)
+        completion = len((response.message.text or "").split())
+        return dataclasses.replace(
+            response, usage=Usage(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)
+        )
 
 
 def flaky(

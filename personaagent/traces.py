@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from personaagent import telemetry
 from personaagent._files import append_line, user_dirname
 from personaagent.records import (
     Aggregated,
@@ -58,11 +60,15 @@ class TraceWriter:
     def __init__(self, traces_dir: Path | None, run_id: str, user_id: str) -> None:
         self.path = traces_dir / run_id / f"{user_dirname(user_id)}.jsonl" if traces_dir is not None else None
         self.events: list = []
+        self._last_write_ns = time.time_ns()
 
     def write(self, event) -> None:
         self.events.append(event)
         if self.path is not None:
             append_line(self.path, event)
+        # The step an event closes ran since the previous event: that window is its span.
+        telemetry.record_trace_event(event, started_ns=self._last_write_ns)
+        self._last_write_ns = time.time_ns()
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import dspy
 
+from personaagent import telemetry
 from personaagent.config import Settings, load_settings
 from personaagent.memory import EpisodicMemory, KnowledgeBase, SemanticMemory, open_store
 from personaagent.persona import PersonaBook
@@ -82,7 +83,10 @@ class Workspace:
 
     def lm_settings(self) -> dict[str, Any]:
         """The LM and the adapter it needs (JSON for the embedded model), as dspy.context keywords."""
-        return {"lm": self.lm, "adapter": adapter_for(self.settings, self.lm)}
+        settings = {"lm": self.lm, "adapter": adapter_for(self.settings, self.lm)}
+        if telemetry.lm_callbacks():  # tracing on: a span per LM call
+            settings["callbacks"] = [*dspy.settings.get("callbacks", []), *telemetry.lm_callbacks()]
+        return settings
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from personaagent import telemetry
 from personaagent.errors import UnknownUser
 from personaagent.memory.store import EPISODIC, SUPERSEDED_FIELD, Hit, MemoryStore, StoredItem
 from personaagent.records import EARLIEST, Interaction, Memory, utc_now, validate_user_id
@@ -80,6 +81,15 @@ class EpisodicMemory:
         Returns:
             How many were added and how many were duplicates (within the input or of stored ones).
         """
+        interactions = list(interactions)
+        users = {interaction.user_id for interaction in interactions}
+        only_user = next(iter(users)) if len(users) == 1 else None
+        with telemetry.span("personaagent.memory.add", user_id=only_user, attributes={"personaagent.users": len(users)}) as span:
+            report = self._add(interactions)
+            span.set_attributes({"personaagent.added": report.added, "personaagent.duplicates": report.duplicates})
+        return report
+
+    def _add(self, interactions: Iterable[Interaction]) -> AddReport:
         by_user: dict[str, dict[str, Interaction]] = {}
         total = 0
         for interaction in interactions:
@@ -111,7 +121,9 @@ class EpisodicMemory:
         """
         # Checked here, not only in the store, so a bad id is an InvalidRecord like everywhere else.
         validate_user_id(user_id)
-        hits = self.store.search(EPISODIC, user_id, self.embedder.embed(query), k)
+        with telemetry.span("personaagent.memory.search", user_id=user_id, kind="RETRIEVER", attributes={"personaagent.k": k}) as span:
+            hits = self.store.search(EPISODIC, user_id, self.embedder.embed(query), k)
+            span.set_attribute("personaagent.hits", len(hits))
         return [self._memory(hit) for hit in hits]
 
     def get(self, user_id: str, memory_id: str) -> Memory:

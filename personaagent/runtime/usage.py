@@ -19,7 +19,14 @@ from dspy.utils.usage_tracker import UsageTracker, track_usage
 
 from personaagent.records import LMUsage
 
-__all__ = ["UsageMeter", "metered"]
+__all__ = ["UsageMeter", "metered", "token_counts"]
+
+
+def token_counts(usage: dict[str, Any]) -> tuple[int, int]:
+    """``(prompt, completion)`` tokens of a usage entry in OpenAI or lm15 names."""
+    prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    return prompt, completion
 
 
 class UsageMeter(BaseCallback):
@@ -48,8 +55,8 @@ class UsageMeter(BaseCallback):
         prompt = completion = 0
         if self._tracker is not None:
             for totals in self._tracker.get_total_tokens().values():
-                prompt += int(totals.get("prompt_tokens") or totals.get("input_tokens") or 0)
-                completion += int(totals.get("completion_tokens") or totals.get("output_tokens") or 0)
+                more_prompt, more_completion = token_counts(totals)
+                prompt, completion = prompt + more_prompt, completion + more_completion
         return LMUsage(calls=self.calls, prompt_tokens=prompt, completion_tokens=completion, seconds=self.seconds)
 
 

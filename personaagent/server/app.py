@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from personaagent import telemetry
 from personaagent.agent import PersonaAgent
 from personaagent.errors import (
     EmptyHistory,
@@ -356,6 +357,7 @@ def create_app(
     """
     if api_keys is not None and not [key for key in api_keys if key]:
         raise ValueError("api_keys holds no key; pass None to serve without authentication")
+    telemetry.configure(workspace.settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
