@@ -403,9 +403,9 @@ class PersonaAgent(dspy.Module):
         """
         with telemetry.span("personaagent.ask", user_id=self.user_id, kind="AGENT", count_tokens=True,
                             attributes={"personaagent.persona_version": self.persona_version}):
-            return self._answer(query, before=before, exclude_ids=exclude_ids)
+            return self._forward(query, before=before, exclude_ids=exclude_ids)
 
-    def _answer(self, query: str, *, before: datetime | None, exclude_ids: Sequence[str]) -> dspy.Prediction:
+    def _forward(self, query: str, *, before: datetime | None, exclude_ids: Sequence[str]) -> dspy.Prediction:
         self._check_query(query)
         # The query may be stored text too (alignment re-answers past interactions).
         query = defuse_markers(query)
