@@ -25,11 +25,17 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
-from personaagent.ingest import read_interactions, read_user_text
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
+from personaagent.ingest import read_interactions, read_user_text
 from personaagent.optimizers import PersonaAlignment, compile_users
-from personaagent.records import AnswerFormat, EvalResult, UserCompileRecord, validate_user_id
+from personaagent.records import (
+    AnswerFormat,
+    EvalResult,
+    UserCompileRecord,
+    describe_validation_error,
+    validate_user_id,
+)
 from personaagent.report import render_report
 from personaagent.traces import TraceReader, format_trace, new_run_id
 from personaagent.workspace import Workspace
@@ -73,7 +79,7 @@ class Session:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        return describe_validation_error(exc)
     if isinstance(exc, KeyError) and not isinstance(exc, PersonaAgentError):
         return str(exc.args[0]) if exc.args else "not found"  # KeyError's str() adds quotes
     return str(exc)

@@ -17,7 +17,8 @@ import random
 import shutil
 from pathlib import Path
 
-from personaagent.evaluation.tasks import DEFAULT_SEED, Task, build_news_task, build_ratings_task
+from personaagent.evaluation.sources import DEFAULT_SEED, build_news_task, build_ratings_task
+from personaagent.evaluation.tasks import Task
 
 NUM_USERS = 40
 NEWS_CAP = 60  # latest articles kept per author, so the news sample stays well under 1.5 MB

@@ -16,7 +16,7 @@ from personaagent.evaluation import (
     baselines_for,
     build_news_task,
     build_ratings_task,
-    evaluate,
+    run_method,
     format_results_table,
     load_task,
 )
@@ -41,7 +41,7 @@ def main() -> None:
     for task in tasks:
         examples = task.examples(args.split)
         for method in baselines_for(task.spec, task.profile_pool(), k=args.k):
-            results.append(evaluate(examples, method))
+            results.append(run_method(examples, method))
     print(format_results_table(results))
 
 

@@ -19,12 +19,12 @@ from personaagent.evaluation.baselines import (
     baselines_for,
     tfidf_embed,
 )
-from personaagent.evaluation.runner import Method, Prediction, evaluate, format_results_table
+from personaagent.evaluation.runner import Method, MethodAnswer, format_results_table, run_method
 from personaagent.evaluation.tasks import TASK_NAMES, Task, TaskSpec, group_by_user, load_task
 from personaagent.records import Interaction, LMUsage
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-LABELS = TaskSpec("tiny", "classification", labels=("A", "B"))
+LABELS = TaskSpec("tiny", "label", labels=("A", "B"))
 STARS = TaskSpec("stars", "rating", rating_range=(0.5, 5.0))
 
 
@@ -158,16 +158,16 @@ class _FakeLLM:
 
     name = "fake llm"
 
-    def predict(self, example) -> Prediction:
+    def predict(self, example) -> MethodAnswer:
         text = "Answer: A" if example.user_id != "u2" else "I cannot tell"
-        return Prediction(text, LMUsage(calls=2, prompt_tokens=100, completion_tokens=20, seconds=0.5))
+        return MethodAnswer(text, LMUsage(calls=2, prompt_tokens=100, completion_tokens=20, seconds=0.5))
 
 
 def test_runner_reports_quality_cost_and_parse_failures() -> None:
     golds = {"u1": "B", "u2": "B", "u3": "A"}
     examples = [replace(e, gold=golds[e.user_id]) for e in CLASSIFICATION.examples("test")]
     assert isinstance(_FakeLLM(), Method)
-    result = evaluate(examples, _FakeLLM())
+    result = run_method(examples, _FakeLLM())
     assert result.num_users == 3 and result.num_queries == 3
     assert result.metrics["accuracy"] == pytest.approx(1 / 3)
     assert result.parse_failures == 1
@@ -181,27 +181,27 @@ def test_runner_rating_fallback_is_the_users_mean() -> None:
     class Silent:
         name = "silent"
 
-        def predict(self, example) -> Prediction:
-            return Prediction("no idea")
+        def predict(self, example) -> MethodAnswer:
+            return MethodAnswer("no idea")
 
     examples = RATINGS.examples("test")  # golds 1.0, 1.0, 2.5; user means 4.5, 3.0, 0.5
-    result = evaluate(examples, Silent())
+    result = run_method(examples, Silent())
     assert result.parse_failures == 3
     assert result.metrics["mae"] == pytest.approx((3.5 + 2.0 + 2.0) / 3)
 
 
 def test_runner_rejects_empty_or_mixed_examples() -> None:
     with pytest.raises(ValueError):
-        evaluate([], GlobalMean(3.0))
+        run_method([], GlobalMean(3.0))
     with pytest.raises(ValueError, match="more than one task"):
-        evaluate(CLASSIFICATION.examples("test") + RATINGS.examples("test"), GlobalMean(3.0))
+        run_method(CLASSIFICATION.examples("test") + RATINGS.examples("test"), GlobalMean(3.0))
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_every_baseline_runs_on_the_samples(name: str) -> None:
     task = load_task(name)
     examples = task.examples("test")
-    results = [evaluate(examples, method) for method in baselines_for(task.spec, task.profile_pool())]
+    results = [run_method(examples, method) for method in baselines_for(task.spec, task.profile_pool())]
     assert all(r.parse_failures == 0 and r.lm_calls_per_query == 0 for r in results)
     if name == "news":
         # The profiles carry personal signal: the user's own majority beats the global one.

@@ -47,7 +47,7 @@ GOOD_2N = [
 def test_read_lamp2n(tmp_path: Path) -> None:
     data = read_lamp(*_lamp2n(tmp_path, GOOD_2N))
     assert data.spec.name == "LaMP-2N"
-    assert data.spec.kind == "classification"
+    assert data.spec.kind == "label"
     assert data.spec.labels == ("food & drink", "politics", "sports", "travel")
     assert data.skipped == []
     first, second = data.examples

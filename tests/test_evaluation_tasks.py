@@ -14,13 +14,12 @@ from personaagent.evaluation.tasks import (
     TASK_NAMES,
     Task,
     TaskSpec,
-    build_news_task,
-    build_ratings_task,
     data_dir,
     group_by_user,
     load_examples,
     load_task,
 )
+from personaagent.evaluation.sources import build_news_task, build_ratings_task
 from personaagent.records import Interaction
 
 
@@ -54,7 +53,7 @@ def test_profile_pool_never_holds_a_query() -> None:
 
 def test_sample_task_shapes() -> None:
     news, ratings = load_task("news"), load_task("ratings")
-    assert news.spec.kind == "classification" and len(news.spec.labels) == 29
+    assert news.spec.kind == "label" and len(news.spec.labels) == 29
     assert all(i.response in news.spec.labels for h in news.histories.values() for i in h)
     assert ratings.spec.kind == "rating" and ratings.spec.rating_range == (0.5, 5.0)
     example = ratings.examples("test")[0]
@@ -92,14 +91,14 @@ def test_library_never_reads_the_maintainers_source_folder() -> None:
 
 
 def test_users_with_too_little_history_are_skipped() -> None:
-    spec = TaskSpec("t", "classification", labels=("a",))
+    spec = TaskSpec("t", "label", labels=("a",))
     interactions = [Interaction(user_id=u, query=f"q{n}", response="a") for u, n in [("u1", 1), ("u1", 2), ("u2", 1)]]
     task = Task(spec, group_by_user(interactions), dev_users=(), test_users=("u1", "u2"), queries_per_user=1)
     assert [e.user_id for e in task.examples("test")] == ["u1"]
 
 
 def test_task_rejects_overlapping_splits() -> None:
-    spec = TaskSpec("t", "classification", labels=("a",))
+    spec = TaskSpec("t", "label", labels=("a",))
     histories = group_by_user([Interaction(user_id="u", query="q", response="a")])
     with pytest.raises(ValueError, match="overlap"):
         Task(spec, histories, dev_users=("u",), test_users=("u",))

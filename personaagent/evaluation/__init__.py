@@ -3,17 +3,16 @@
 from personaagent.evaluation.baselines import baselines_for, tfidf_embed
 from personaagent.evaluation.lamp import LampData, read_lamp
 from personaagent.evaluation.metrics import match_label, parse_rating
-from personaagent.evaluation.runner import Method, Prediction, evaluate, format_results_table
+from personaagent.evaluation.runner import Method, MethodAnswer, format_results_table, run_method
 from personaagent.evaluation.tasks import (
     TASK_NAMES,
     Task,
     TaskExample,
     TaskSpec,
-    build_news_task,
-    build_ratings_task,
     load_examples,
     load_task,
 )
+from personaagent.evaluation.sources import build_news_task, build_ratings_task
 
 __all__ = [
     "TASK_NAMES",
@@ -29,8 +28,8 @@ __all__ = [
     "match_label",
     "parse_rating",
     "Method",
-    "Prediction",
-    "evaluate",
+    "MethodAnswer",
+    "run_method",
     "format_results_table",
     "baselines_for",
     "tfidf_embed",

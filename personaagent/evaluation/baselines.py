@@ -21,7 +21,7 @@ from datetime import datetime
 
 import numpy as np
 
-from personaagent.evaluation.runner import Method, Prediction
+from personaagent.evaluation.runner import Method, MethodAnswer
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.records import Interaction
 
@@ -110,8 +110,8 @@ class GlobalMajority:
             raise ValueError("the pool is empty")
         return cls(label[0][0])
 
-    def predict(self, example: TaskExample) -> Prediction:
-        return Prediction(self.label)
+    def predict(self, example: TaskExample) -> MethodAnswer:
+        return MethodAnswer(self.label)
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ class UserMajority:
     fallback: str
     name: str = "user majority"
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         label = _majority([item.response for item in example.profile])
-        return Prediction(label if label is not None else self.fallback)
+        return MethodAnswer(label if label is not None else self.fallback)
 
 
 @dataclass(frozen=True)
@@ -141,10 +141,10 @@ class KnnVote:
     def name(self) -> str:
         return f"kNN vote (k={self.k})"
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         profile = example.profile
         if not profile:
-            return Prediction(self.fallback)
+            return MethodAnswer(self.fallback)
         majority = _majority([item.response for item in profile])
         similarities = _similarities(self.embed, example.query, profile)
         votes: dict[str, float] = defaultdict(float)
@@ -152,8 +152,8 @@ class KnnVote:
             if similarities[index] > 0:
                 votes[profile[index].response] += float(similarities[index])
         if not votes:
-            return Prediction(majority if majority is not None else self.fallback)
-        return Prediction(max(votes, key=lambda label: (votes[label], label == majority)))
+            return MethodAnswer(majority if majority is not None else self.fallback)
+        return MethodAnswer(max(votes, key=lambda label: (votes[label], label == majority)))
 
 
 # --- Ratings -------------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ class GlobalMean:
             raise ValueError("the pool has no numeric ratings")
         return cls(sum(values) / len(values))
 
-    def predict(self, example: TaskExample) -> Prediction:
-        return Prediction(_format_rating(self.mean, example.spec))
+    def predict(self, example: TaskExample) -> MethodAnswer:
+        return MethodAnswer(_format_rating(self.mean, example.spec))
 
 
 @dataclass(frozen=True)
@@ -184,9 +184,9 @@ class UserMean:
     fallback: float
     name: str = "user mean"
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         values = _ratings(example.profile)
-        return Prediction(_format_rating(sum(values) / len(values) if values else self.fallback, example.spec))
+        return MethodAnswer(_format_rating(sum(values) / len(values) if values else self.fallback, example.spec))
 
 
 def _item_key(interaction: Interaction | TaskExample) -> str:
@@ -222,7 +222,7 @@ class ItemUserBias:
                 item_ratings[_item_key(item)].append((item.timestamp, item.user_id, value))
         return cls(GlobalMean.fit(pool).mean, dict(item_ratings), item_shrinkage, user_shrinkage)
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         cutoff = example.timestamp
         others = [
             value
@@ -232,7 +232,7 @@ class ItemUserBias:
         item_bias = sum(v - self.mean for v in others) / (len(others) + self.item_shrinkage)
         own = _ratings(example.profile)
         user_bias = sum(v - self.mean for v in own) / (len(own) + self.user_shrinkage)
-        return Prediction(_format_rating(self.mean + item_bias + user_bias, example.spec))
+        return MethodAnswer(_format_rating(self.mean + item_bias + user_bias, example.spec))
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,10 @@ class KnnRating:
     def name(self) -> str:
         return f"kNN rating (k={self.k})"
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         rated = [(item, value) for item in example.profile if (value := _rating(item)) is not None]
         if not rated:
-            return Prediction(_format_rating(self.fallback, example.spec))
+            return MethodAnswer(_format_rating(self.fallback, example.spec))
         similarities = _similarities(self.embed, example.query, [item for item, _ in rated])
         top = [i for i in np.argsort(-similarities, kind="stable")[: self.k] if similarities[i] > 0]
         if top:
@@ -261,7 +261,7 @@ class KnnRating:
             value = float(np.dot(weights, [rated[i][1] for i in top]) / weights.sum())
         else:
             value = sum(v for _, v in rated) / len(rated)
-        return Prediction(_format_rating(value, example.spec))
+        return MethodAnswer(_format_rating(value, example.spec))
 
 
 def baselines_for(spec: TaskSpec, pool: Sequence[Interaction], *, embed: EmbedFn = tfidf_embed, k: int = 5) -> list[
@@ -276,7 +276,7 @@ def baselines_for(spec: TaskSpec, pool: Sequence[Interaction], *, embed: EmbedFn
         embed: Text embedder for the kNN baselines.
         k: Neighbours for the kNN baselines.
     """
-    if spec.kind == "classification":
+    if spec.kind == "label":
         majority = GlobalMajority.fit(pool)
         return [majority, UserMajority(majority.label), KnnVote(majority.label, k=k, embed=embed)]
     mean = GlobalMean.fit(pool)

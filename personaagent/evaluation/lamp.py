@@ -123,7 +123,7 @@ def read_lamp(
         if not labels:
             # No input listed its labels: fall back to every label seen in golds and profiles.
             labels = {gold for _, _, gold, _, _ in parsed} | {i.response for p in parsed for i in p[3]}
-        spec = TaskSpec(name=variant, kind="classification", labels=tuple(sorted(labels)),
+        spec = TaskSpec(name=variant, kind="label", labels=tuple(sorted(labels)),
                         description=_DESCRIPTIONS[variant])
     examples = [
         TaskExample(user_id=qid, query=text, gold=gold, profile=profile, spec=spec,

@@ -28,7 +28,7 @@ import dspy
 
 from personaagent.actions import format_memories, search_memories
 from personaagent.agent import PersonaAgent
-from personaagent.evaluation.runner import Prediction
+from personaagent.evaluation.runner import MethodAnswer
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.optimizers import PersonaAlignment
 from personaagent.persona import GENERIC_PERSONA
@@ -82,7 +82,7 @@ class AgentMethod:
             agent = self.aligner.compile(agent)  # stores nothing: each method keeps its own files
         return agent
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         with metered() as meter:
             agent = self._agents.get(example.user_id)
             if agent is None:
@@ -92,7 +92,7 @@ class AgentMethod:
             except Exception as exc:  # an unparseable answer is a parse failure, not a crash
                 logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
                 answer = ""
-        return Prediction(text=str(answer), usage=meter.usage)
+        return MethodAnswer(text=str(answer), usage=meter.usage)
 
 
 class ReActMethod:
@@ -105,7 +105,7 @@ class ReActMethod:
         self.k = k
         self.max_iters = max_iters
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         workspace, user_id = self.workspace, example.user_id
         workspace.episodic.add(example.profile)
 
@@ -121,7 +121,7 @@ class ReActMethod:
             except Exception as exc:
                 logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
                 answer = ""
-        return Prediction(text=str(answer), usage=meter.usage)
+        return MethodAnswer(text=str(answer), usage=meter.usage)
 
 
 def _aligner(workspace: Workspace, num_recent: int, iterations: int) -> PersonaAlignment:

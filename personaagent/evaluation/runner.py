@@ -1,7 +1,7 @@
 """Run a method over task examples and report its quality beside its cost.
 
 Every method, baseline or LLM program, implements :class:`Method`: a ``name`` and
-``predict(example) -> Prediction``. A :class:`Prediction` carries the answer text and the LM usage
+``predict(example) -> MethodAnswer``. A :class:`MethodAnswer` carries the answer text and the LM usage
 spent on it, so the runner can report LM calls and tokens per query without knowing how the method
 works. Seconds per query are wall-clock time measured by the runner, everything included.
 """
@@ -18,7 +18,7 @@ from personaagent.evaluation.metrics import Scores, score_labels, score_ratings
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, LMUsage
 
-__all__ = ["Prediction", "Method", "evaluate", "score_examples", "format_results_table"]
+__all__ = ["MethodAnswer", "Method", "run_method", "score_examples", "format_results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _METRIC_ORDER = ("accuracy", "macro_f1", "mae", "rmse")
 
 
 @dataclass(frozen=True)
-class Prediction:
+class MethodAnswer:
     """A method's answer to one example.
 
     Attributes:
@@ -52,16 +52,16 @@ class Method(Protocol):
         """Short name for result tables."""
         ...
 
-    def predict(self, example: TaskExample) -> Prediction:
+    def predict(self, example: TaskExample) -> MethodAnswer:
         """Answer ``example.query`` for ``example.user_id``."""
         ...
 
 
-def evaluate(
+def run_method(
     examples: Sequence[TaskExample],
     method: Method,
     *,
-    on_prediction: Callable[[TaskExample, Prediction], None] | None = None,
+    on_prediction: Callable[[TaskExample, MethodAnswer], None] | None = None,
 ) -> EvalResult:
     """Answer every example with ``method`` and score the answers.
 
@@ -113,7 +113,7 @@ def score_examples(examples: Sequence[TaskExample], answers: Sequence[str]) -> S
     """
     spec = examples[0].spec
     golds = [example.gold for example in examples]
-    if spec.kind == "classification":
+    if spec.kind == "label":
         return score_labels(golds, answers, spec.labels)
     assert spec.rating_range is not None  # TaskSpec guarantees it for rating tasks
     return score_ratings(golds, answers, spec.rating_range, [_mean_rating(e) for e in examples])

@@ -16,7 +16,7 @@ from typing import TextIO
 from personaagent.config import MEMORY
 from personaagent.evaluation.baselines import baselines_for
 from personaagent.evaluation.methods import LLM_METHODS, build_method, method_slug
-from personaagent.evaluation.runner import Prediction, evaluate, format_results_table
+from personaagent.evaluation.runner import MethodAnswer, format_results_table, run_method
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, Interaction
 from personaagent.workspace import Workspace
@@ -78,7 +78,7 @@ def run_suite(
             for method in chosen:
                 logger.info("evaluating %s on %d %s queries", method.name, len(examples), spec.name)
                 with open(out_dir / f"predictions-{method_slug(method.name)}.jsonl", "w", encoding="utf-8") as saved:
-                    result = evaluate(examples, method, on_prediction=lambda ex, pred: _save(saved, ex, pred))
+                    result = run_method(examples, method, on_prediction=lambda ex, pred: _save(saved, ex, pred))
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -86,7 +86,7 @@ def run_suite(
     return results
 
 
-def _save(handle: TextIO, example: TaskExample, prediction: Prediction) -> None:
+def _save(handle: TextIO, example: TaskExample, prediction: MethodAnswer) -> None:
     # What each method answered, beside the truth, for error analysis.
     row = {"example_id": example.example_id, "user_id": example.user_id, "gold": example.gold,
            "answer": prediction.text, "lm_calls": prediction.usage.calls, "tokens": prediction.usage.tokens}

@@ -13,19 +13,17 @@ Two tasks ship with personaagent as small samples (see ``data/README.md``):
 * ``news``: LaMP-2N-style personalized news categorization (HuffPost authors; label = category).
 * ``ratings``: LaMP-3-style personalized rating prediction (MovieLens users; label = stars).
 
-``build_news_task`` and ``build_ratings_task`` build the same tasks from the full source data.
+``personaagent.evaluation.sources`` builds the same tasks from the full source corpora.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import random
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -45,22 +43,15 @@ __all__ = [
     "data_dir",
     "load_task",
     "load_examples",
-    "build_news_task",
-    "build_ratings_task",
     "group_by_user",
-    "split_users",
 ]
 
 logger = logging.getLogger(__name__)
 
 TASK_NAMES = ("news", "ratings")
-TaskKind = Literal["classification", "rating"]
+TaskKind = Literal["label", "rating"]
 Split = Literal["dev", "test"]
 
-#: MovieLens ratings run from half a star to five stars.
-MOVIELENS_RANGE = (0.5, 5.0)
-#: Seed for every random choice of users, so samples and full-data tasks are reproducible.
-DEFAULT_SEED = 2506
 
 
 @dataclass(frozen=True)
@@ -69,9 +60,10 @@ class TaskSpec:
 
     Attributes:
         name: Task name, e.g. ``"news"`` or ``"LaMP-3"``.
-        kind: ``"classification"`` (answer is one of ``labels``) or ``"rating"`` (a number).
-        labels: Allowed answers of a classification task; empty for ratings.
-        rating_range: ``(lowest, highest)`` rating of a rating task; ``None`` for classification.
+        kind: ``"label"`` (the answer is one of ``labels``) or ``"rating"`` (a number): the
+            names ``AnswerFormat.kind`` uses.
+        labels: Allowed answers of a label task; empty for ratings.
+        rating_range: ``(lowest, highest)`` rating of a rating task; ``None`` for labels.
         description: One line on what is predicted, usable in a prompt.
     """
 
@@ -84,14 +76,14 @@ class TaskSpec:
     @property
     def answer_format(self) -> AnswerFormat:
         """What an agent's answer must look like: one of the labels, or a rating in the range."""
-        if self.kind == "classification":
+        if self.kind == "label":
             return AnswerFormat(kind="label", labels=self.labels)
         low, high = self.rating_range  # type: ignore[misc]  # __post_init__ guarantees a range
         return AnswerFormat(kind="rating", min_rating=low, max_rating=high)
 
     def __post_init__(self) -> None:
-        if self.kind == "classification" and not self.labels:
-            raise ValueError(f"classification task {self.name!r} needs labels")
+        if self.kind == "label" and not self.labels:
+            raise ValueError(f"label task {self.name!r} needs labels")
         if self.kind == "rating" and self.rating_range is None:
             raise ValueError(f"rating task {self.name!r} needs a rating_range")
 
@@ -305,144 +297,3 @@ def group_by_user(interactions: Iterable[Interaction]) -> dict[str, tuple[Intera
         user: tuple(sorted(items, key=lambda i: i.timestamp or EARLIEST))
         for user, items in by_user.items()
     }
-
-
-def split_users(users: Sequence[str], *, seed: int = DEFAULT_SEED, dev_fraction: float = 0.5) -> tuple[
-    tuple[str, ...], tuple[str, ...]
-]:
-    """Shuffle ``users`` with ``seed`` and cut them into disjoint (dev, test) tuples."""
-    shuffled = sorted(users)
-    random.Random(seed).shuffle(shuffled)
-    cut = round(len(shuffled) * dev_fraction)
-    return tuple(shuffled[:cut]), tuple(shuffled[cut:])
-
-
-# --- Building tasks from the source corpora ---------------------------------------------------
-
-
-def _news_query(headline: str, short_description: str) -> str:
-    """The query text of a news article: headline, then the short description."""
-    headline, short_description = headline.strip(), short_description.strip()
-    return f"{headline}\n{short_description}" if short_description else headline
-
-
-def _movie_query(title: str, genres: str) -> str:
-    """The query text of a movie to rate."""
-    return f"Rate the movie: {title}; genres: {genres}"
-
-
-def _source_file(path: Path, filename: str) -> Path:
-    path = Path(path)
-    return path / filename if path.is_dir() else path
-
-
-def build_news_task(
-    path: Path, *, min_articles: int = 20, queries_per_user: int = 3, seed: int = DEFAULT_SEED
-) -> Task:
-    """LaMP-2N-style task from HuffPost's ``news_category.jsonl`` (a file or its folder).
-
-    Users are ``authors`` strings with at least ``min_articles`` articles (empty authors are
-    skipped); the label set is every category in the file.
-
-    Raises:
-        InvalidRecord: The file is missing or a line is malformed.
-    """
-    source = _source_file(path, "news_category.jsonl")
-    rows: list[dict] = []
-    try:
-        with source.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    rows.append(json.loads(line))
-    except OSError as exc:
-        raise InvalidRecord(f"{source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRecord(f"{source}: line {line_number}: {exc}") from None
-
-    labels = tuple(sorted({row["category"] for row in rows}))
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        if row["authors"].strip():
-            counts[row["authors"]] += 1
-    users = {author for author, count in counts.items() if count >= min_articles}
-    interactions: list[Interaction] = []
-    # The file is newest first; reversed, it is oldest first, which orders same-day articles.
-    for row in reversed(rows):
-        if row["authors"] not in users:
-            continue
-        try:
-            interactions.append(
-                Interaction(
-                    user_id=row["authors"],
-                    query=_news_query(row["headline"], row["short_description"]),
-                    response=row["category"],
-                    timestamp=as_aware(row["date"]),
-                    metadata={"headline": row["headline"], **({"link": row["link"]} if row.get("link") else {})},
-                )
-            )
-        except (KeyError, ValueError, ValidationError) as exc:
-            logger.warning("%s: skipping article %s: %s", source, row.get("link"), exc)
-    dev, test = split_users(list(users), seed=seed)
-    spec = TaskSpec(
-        name="news",
-        kind="classification",
-        labels=labels,
-        description="the HuffPost category this author filed the article under",
-    )
-    return Task(spec, group_by_user(interactions), dev, test, queries_per_user)
-
-
-def build_ratings_task(
-    path: Path, *, min_ratings: int = 40, queries_per_user: int = 3, seed: int = DEFAULT_SEED
-) -> Task:
-    """LaMP-3-style task from a MovieLens folder (``ratings.csv`` and ``movies.csv``).
-
-    Users are MovieLens users with at least ``min_ratings`` ratings.
-
-    Raises:
-        InvalidRecord: A file is missing or a row is malformed.
-    """
-    folder = Path(path)
-    movies = _read_csv(folder / "movies.csv")
-    ratings = _read_csv(folder / "ratings.csv")
-    try:
-        titles = {row["movieId"]: (row["title"], row["genres"]) for row in movies}
-        counts: dict[str, int] = defaultdict(int)
-        for row in ratings:
-            counts[row["userId"]] += 1
-        users = {user for user, count in counts.items() if count >= min_ratings}
-        # Ties in time (bulk rating sessions) are ordered by movie id so the split is reproducible.
-        kept = sorted(
-            (row for row in ratings if row["userId"] in users),
-            key=lambda row: (row["userId"], int(row["timestamp"]), int(row["movieId"])),
-        )
-        interactions = []
-        for row in kept:
-            title, genres = titles[row["movieId"]]
-            interactions.append(
-                Interaction(
-                    user_id=row["userId"],
-                    query=_movie_query(title, genres),
-                    response=row["rating"],
-                    timestamp=datetime.fromtimestamp(int(row["timestamp"]), tz=timezone.utc),
-                    metadata={"movie_id": int(row["movieId"]), "genres": genres},
-                )
-            )
-    except (KeyError, ValueError, ValidationError) as exc:
-        raise InvalidRecord(f"{folder}: malformed MovieLens row: {exc}") from None
-    dev, test = split_users(list(users), seed=seed)
-    spec = TaskSpec(
-        name="ratings",
-        kind="rating",
-        rating_range=MOVIELENS_RANGE,
-        description="the star rating (0.5 to 5.0, in halves) this user gave the movie",
-    )
-    return Task(spec, group_by_user(interactions), dev, test, queries_per_user)
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    except OSError as exc:
-        raise InvalidRecord(f"{path}: {exc}") from None
