@@ -133,7 +133,7 @@ def test_latest_examples_sorts_naive_aware_dates_and_strings_together():
 def test_records_read_naive_times_as_utc():
     interaction = Interaction(user_id="u1", query="q", response="r", timestamp=datetime(2024, 1, 3))
     assert interaction.timestamp == datetime(2024, 1, 3, tzinfo=UTC)
-    spec = TaskSpec(name="t", kind="classification", labels=("A", "B"))
+    spec = TaskSpec(name="t", kind="label", labels=("A", "B"))
     example = TaskExample(user_id="u1", query="q", gold="A", profile=(), spec=spec, timestamp=datetime(2024, 1, 3))
     assert example.timestamp == datetime(2024, 1, 3, tzinfo=UTC)
     assert example.as_interaction().timestamp < datetime(2024, 1, 4, tzinfo=UTC)

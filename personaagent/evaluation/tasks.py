@@ -82,6 +82,8 @@ class TaskSpec:
         return AnswerFormat(kind="rating", min_rating=low, max_rating=high)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("label", "rating"):
+            raise ValueError(f"task {self.name!r}: kind must be 'label' or 'rating', got {self.kind!r}")
         if self.kind == "label" and not self.labels:
             raise ValueError(f"label task {self.name!r} needs labels")
         if self.kind == "rating" and self.rating_range is None:
