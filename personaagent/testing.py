@@ -22,7 +22,7 @@ from dspy.lm15 import Usage
 from dspy.utils import DummyLM
 from dspy.utils.exceptions import LMRateLimitError
 
-__all__ = ["ScriptedLM", "LMRequest", "persona_sensitive", "flaky", "running_server"]
+__all__ = ["ScriptedLM", "LMRequest", "persona_sensitive", "choosing_tool", "flaky", "running_server"]
 
 _OUTPUT_SECTION = re.compile(r"Your output fields are:\n(.*?)(?:\n[A-Z]|\Z)", re.DOTALL)
 _FIELD_NAME = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
@@ -148,6 +148,20 @@ def persona_sensitive(
         raise AssertionError(f"unexpected request for {request.output_fields}")
 
     return script
+
+
+def choosing_tool(
+    script: Callable[[LMRequest], dict[str, Any] | str], *, tool: str = "memory_search", tool_input: str = "match report"
+) -> Callable[[LMRequest], dict[str, Any] | str]:
+    """Wrap a script so every tool choice calls ``tool`` with ``tool_input`` (the action module
+    stops after its step budget); every other request goes to ``script``."""
+
+    def wrapped(request: LMRequest) -> dict[str, Any] | str:
+        if request.asks_for("tool_name"):
+            return {"tool_name": tool, "tool_input": tool_input}
+        return script(request)
+
+    return wrapped
 
 
 @contextmanager

@@ -17,19 +17,13 @@ from personaagent.config import load_settings
 from personaagent.records import AnswerFormat
 from personaagent.runtime.embedder import HashingEmbedder
 from personaagent.server import create_app
-from personaagent.testing import LMRequest, ScriptedLM, persona_sensitive, running_server
+from personaagent.testing import ScriptedLM, choosing_tool, persona_sensitive, running_server
 from personaagent.workspace import Workspace
 
 KEYS = ("key-one", "key-two")
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
-_ANSWERS = persona_sensitive()
-
-
-def script(request: LMRequest) -> dict[str, Any]:
-    """Tool choice: one memory search; everything else as ``persona_sensitive`` answers."""
-    if request.asks_for("tool_name"):
-        return {"tool_name": "memory_search", "tool_input": "match report"}
-    return _ANSWERS(request)
+#: Tool choice: one memory search; everything else as ``persona_sensitive`` answers.
+script = choosing_tool(persona_sensitive())
 
 
 def history(user_id: str, secret: str, length: int = 5) -> list[dict[str, Any]]:
