@@ -22,13 +22,14 @@ from pydantic import ValidationError
 
 from personaagent import telemetry
 from personaagent.agent import PersonaAgent
+from personaagent.jobs import CompileOptions
 from personaagent.config import load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.ingest import read_interactions, read_user_text
-from personaagent.optimizers import PersonaAlignment, compile_users
+from personaagent.optimizers import compile_users
 from personaagent.records import (
     AnswerFormat,
     EvalResult,
@@ -302,13 +303,11 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
         raise UnknownUser("no users with memories; ingest some with `personaagent ingest`")
     for user_id in users:
         workspace.episodic.require_user(user_id)
-    aligner = PersonaAlignment(
-        num_recent=recent,
-        max_iterations=iterations,
-        max_lm_calls=max_calls,
-        max_tokens=max_tokens,
-        traces_dir=workspace.settings.traces_dir,
+    # The same options as a compile job of the HTTP API, so both build the same optimizer.
+    options = CompileOptions(
+        answer_format=answer_format, iterations=iterations, recent=recent, max_calls=max_calls, max_tokens=max_tokens
     )
+    aligner = options.aligner(workspace.settings.traces_dir)
     run_id = new_run_id()
     lock = threading.Lock()
     with click.progressbar(length=len(users), label="Compiling", show_eta=True, show_pos=True,
@@ -322,7 +321,7 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
             workspace,
             users,
             aligner=aligner,
-            agent_options={"answer_format": answer_format} if answer_format else {},
+            agent_options=options.agent_options(),
             num_threads=threads,
             resume=not no_resume,
             run_id=run_id,

@@ -9,6 +9,7 @@ import pytest
 from server_helpers import KEYS, LABELS, history, served, wait_for_job, workspace
 
 from personaagent.records import PersonaProvenance
+from personaagent.testing import ScriptedLM
 
 #: Every /v1 route, with a body that would be valid (the user and ids need not exist).
 V1_ROUTES = [
@@ -175,18 +176,31 @@ def test_a_malformed_ask_is_422_naming_the_field(client, body, field):
     assert error["fields"][0]["loc"][:2] == field
 
 
-def test_an_unexpected_failure_is_a_json_500_with_a_request_id_and_no_traceback(tmp_path):
-    def exploding(request):
+def test_an_unexpected_failure_is_a_json_500_with_a_request_id_and_no_traceback(client, ws, monkeypatch):
+    add(client, "alice", history("alice", "ALICE"))
+
+    def broken(user_id):
         raise ZeroDivisionError("internal detail that must stay in the log")
 
-    from personaagent.testing import ScriptedLM
-
-    with served(workspace(tmp_path / "home", lm=ScriptedLM(exploding))) as client:
-        add(client, "alice", history("alice", "ALICE"))
-        response = client.post("/v1/users/alice/ask", json={"query": "q"}, headers={"X-Request-ID": "req-42"})
+    monkeypatch.setattr(ws.personas, "current", broken)
+    response = client.post("/v1/users/alice/ask", json={"query": "q"}, headers={"X-Request-ID": "req-42"})
     error = assert_error(response, 500, "internal_error")
     assert error["request_id"] == "req-42" and "req-42" in error["message"]
     assert "Traceback" not in response.text and "internal detail" not in response.text
+
+
+@pytest.mark.parametrize("reply", [RuntimeError("provider detail"), {"answer": "BANANA"}])
+def test_a_failing_or_unparseable_model_is_a_502(tmp_path, reply):
+    def script(request):
+        if isinstance(reply, Exception):
+            raise reply
+        return reply if request.asks_for("answer") else {"tool_name": "finish", "tool_input": ""}
+
+    with served(workspace(tmp_path / "home", lm=ScriptedLM(script))) as client:
+        add(client, "alice", history("alice", "ALICE"))
+        response = client.post("/v1/users/alice/ask", json={"query": "q", "answer_format": LABELS.model_dump()})
+    assert_error(response, 502, "model_error")
+    assert "provider detail" not in response.text
 
 
 # --- personas --------------------------------------------------------------------------------------

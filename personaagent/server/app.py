@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
+from dspy.utils.exceptions import LMError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -29,13 +30,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from personaagent import telemetry
 from personaagent.agent import PersonaAgent
 from personaagent.errors import (
+    ConfigError,
     EmptyHistory,
     InvalidRecord,
+    ModelNotAvailable,
     PersonaAgentError,
+    PersonaConflict,
+    PersonaTooLong,
     QueryTooLong,
     StoreLocked,
     UnknownJob,
     UnknownUser,
+    UnparseableAnswer,
 )
 from personaagent.ingest import MAX_RECORD_CHARS, interaction_from_record
 from personaagent.jobs import CompileJob, CompileOptions, JobQueue
@@ -66,14 +72,20 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: A run id names a folder under the traces folder: no separators, no "." or "..".
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-#: Library errors a caller can fix, with the HTTP status and code they become.
-_USER_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+#: Library errors, first match wins, with the HTTP status and code they become. 4xx: the caller
+#: can fix it; 502: the model's output or provider failed; 503: the server's setup.
+_LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownUser, 404, "not_found"),
     (UnknownJob, 404, "not_found"),
     (EmptyHistory, 409, "empty_history"),
+    (PersonaConflict, 409, "conflict"),
     (QueryTooLong, 422, "query_too_long"),
+    (PersonaTooLong, 422, "persona_too_long"),
     (InvalidRecord, 422, "invalid_request"),
+    (UnparseableAnswer, 502, "model_error"),
     (StoreLocked, 503, "store_locked"),
+    (ModelNotAvailable, 503, "model_unavailable"),
+    (ConfigError, 503, "server_misconfigured"),
     (PersonaAgentError, 400, "bad_request"),
 )
 
@@ -145,8 +157,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PersonaAgentError)
     async def library_error(request: Request, exc: PersonaAgentError) -> JSONResponse:
-        status, code = next((s, c) for kind, s, c in _USER_ERRORS if isinstance(exc, kind))
+        status, code = next((s, c) for kind, s, c in _LIBRARY_ERRORS if isinstance(exc, kind))
         return _error(request, status, code, str(exc))
+
+    @app.exception_handler(LMError)
+    async def model_error(request: Request, exc: LMError) -> JSONResponse:
+        # DSPy has already retried rate limits, timeouts and provider errors.
+        logger.warning("request %s: the LM failed: %s", _request_id(request), exc)
+        return _error(request, 502, "model_error", f"the language model failed: {type(exc).__name__}; try again later")
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
