@@ -16,7 +16,7 @@ import dspy
 
 from personaagent import telemetry
 from personaagent.quoting import defuse_markers, interaction_line, quote
-from personaagent.records import Interaction, Memory, ToolCall, as_aware
+from personaagent.records import Interaction, Memory, ToolCall
 from personaagent.signatures import tool_choice_signature
 
 __all__ = [
@@ -87,7 +87,6 @@ def builtin_tools(
         before: only memories older than this are visible (simulation of a past interaction).
         exclude_ids: memories hidden from search (the interaction being simulated).
     """
-    before = as_aware(before)
 
     def memory_search(query: str) -> str:
         """Search this user's past interactions for ones similar to the query."""
@@ -126,21 +125,11 @@ def search_memories(
     before: datetime | None = None,
     exclude_ids: Sequence[str] = (),
 ) -> list[Memory]:
-    """Top-k memories of one user, hiding ``exclude_ids`` and anything at or after ``before``.
-
-    Over-fetches so the hidden items do not shrink the result below ``k``. A naive ``before`` is
-    read as UTC.
+    """Top-k memories of one user, hiding ``exclude_ids`` and anything at or after ``before``
+    (a naive time is UTC; undated memories count as oldest). Both are part of the store query
+    (``EpisodicMemory.search``), so ``min(k, visible)`` memories come back.
     """
-    before = as_aware(before)
-    hidden = set(exclude_ids)
-    fetch = k + len(hidden) + (2 * k if before is not None else 0)
-    found = [
-        m
-        for m in episodic.search(user_id, query, k=fetch)
-        if m.memory_id not in hidden
-        and (before is None or m.interaction.timestamp is None or m.interaction.timestamp < before)
-    ]
-    return found[:k]
+    return episodic.search(user_id, query, k=k, before=before, exclude_ids=exclude_ids)
 
 
 class ActionModule(dspy.Module):

@@ -42,7 +42,6 @@ from personaagent.records import (
     Memory,
     Persona,
     PersonaProvenance,
-    as_aware,
     describe_validation_error,
     match_label,
     validate_user_id,
@@ -409,7 +408,6 @@ class PersonaAgent(dspy.Module):
         self._check_query(query)
         # The query may be stored text too (alignment re-answers past interactions).
         query = defuse_markers(query)
-        before = as_aware(before)
         episodic = self.workspace.episodic
         retrieved: list[Memory] = []
         if self.use_memory:

@@ -18,12 +18,13 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from personaagent.errors import EmbeddingMismatch, StoreError
-from personaagent.records import validate_user_id
+from personaagent.records import as_aware, validate_user_id
 
 __all__ = [
     "EPISODIC",
@@ -53,6 +54,9 @@ USER_FIELD = "user_id"
 ITEM_FIELD = "item_id"
 #: Items whose payload has a non-empty value here are hidden from ``search`` by default.
 SUPERSEDED_FIELD = "superseded_by"
+#: The payload field a search's ``before`` cut compares (RFC 3339 text); items without one are
+#: never cut (an undated item counts as oldest).
+TIME_FIELD = "timestamp"
 RESERVED_FIELDS = (USER_FIELD, ITEM_FIELD)
 _POINT_NAMESPACE = uuid.UUID("8f0e3c1a-6b1d-4c4e-9a57-3f2f1d0b7e21")
 SCROLL_PAGE = 1000
@@ -116,16 +120,32 @@ class MemoryStore(abc.ABC):
         k: int,
         *,
         include_superseded: bool = False,
+        before: datetime | None = None,
+        exclude_ids: Sequence[str] = (),
     ) -> list[Hit]:
         """The ``k`` items of this user most similar to ``vector``, best first (none for ``k < 1``).
 
+        The time cut and the hidden ids are part of the query, not applied to its top ``k``: the
+        result has ``min(k, visible items)`` hits however many hidden ones are more similar.
+
         Args:
             include_superseded: Also return items whose ``superseded_by`` is set. Defaults to False.
+            before: Only items whose ``TIME_FIELD`` is earlier than this instant (a naive time is
+                UTC), or that have none. Defaults to None (no cut).
+            exclude_ids: Item ids never returned. Defaults to none.
         """
         self._check_scope(namespace, user_id)
         if k < 1:
             return []
-        return self._search(namespace, user_id, vector, k, include_superseded=include_superseded)
+        return self._search(
+            namespace,
+            user_id,
+            vector,
+            k,
+            include_superseded=include_superseded,
+            before=as_aware(before),
+            hidden=[point_id(namespace, user_id, item_id) for item_id in exclude_ids],
+        )
 
     def get(self, namespace: str, user_id: str, item_ids: Sequence[str]) -> list[Hit]:
         """The items of this user with these ids, in the given order; missing ids are skipped."""
@@ -164,8 +184,17 @@ class MemoryStore(abc.ABC):
 
     @abc.abstractmethod
     def _search(
-        self, namespace: str, user_id: str, vector: np.ndarray | Sequence[float], k: int, *, include_superseded: bool
-    ) -> list[Hit]: ...
+        self,
+        namespace: str,
+        user_id: str,
+        vector: np.ndarray | Sequence[float],
+        k: int,
+        *,
+        include_superseded: bool,
+        before: datetime | None,
+        hidden: Sequence[str],
+    ) -> list[Hit]:
+        """``search`` with an aware ``before`` and the hidden items' point ids."""
 
     @abc.abstractmethod
     def _get(self, namespace: str, user_id: str, item_ids: Sequence[str]) -> list[Hit]: ...

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from personaagent.memory.base import (
     SCROLL_PAGE,
     STORE_SCHEMA_VERSION,
     SUPERSEDED_FIELD,
+    TIME_FIELD,
     USER_FIELD,
     Hit,
     MemoryStore,
@@ -163,13 +165,24 @@ class EdgeStore(MemoryStore):
         return shard
 
     @staticmethod
-    def _filter(user_id: str, include_superseded: bool) -> Any:
+    def _filter(
+        user_id: str, include_superseded: bool, before: datetime | None = None, hidden: Sequence[str] = ()
+    ) -> Any:
         import qdrant_edge as qe
 
         must: list[Any] = [qe.FieldCondition(key=USER_FIELD, match=qe.MatchValue(user_id))]
         if not include_superseded:
             must.append(qe.IsEmptyCondition(key=SUPERSEDED_FIELD))
-        return qe.Filter(must=must)
+        should: list[Any] | None = (
+            [
+                qe.IsEmptyCondition(key=TIME_FIELD),
+                qe.FieldCondition(key=TIME_FIELD, range=qe.RangeDateTime(lt=before.isoformat())),
+            ]
+            if before is not None
+            else None
+        )
+        must_not: list[Any] | None = [qe.HasIdCondition(set(hidden))] if hidden else None
+        return qe.Filter(must=must, should=should, must_not=must_not)
 
     def _upsert(self, namespace: str, user_id: str, items: Sequence[StoredItem]) -> None:
         import qdrant_edge as qe
@@ -188,7 +201,15 @@ class EdgeStore(MemoryStore):
                 shard.update(qe.UpdateOperation.upsert_points(points))
 
     def _search(
-        self, namespace: str, user_id: str, vector: np.ndarray | Sequence[float], k: int, *, include_superseded: bool
+        self,
+        namespace: str,
+        user_id: str,
+        vector: np.ndarray | Sequence[float],
+        k: int,
+        *,
+        include_superseded: bool,
+        before: datetime | None,
+        hidden: Sequence[str],
     ) -> list[Hit]:
         import qdrant_edge as qe
 
@@ -196,7 +217,7 @@ class EdgeStore(MemoryStore):
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(self._vector(vector)),
-            filter=self._filter(user_id, include_superseded),
+            filter=self._filter(user_id, include_superseded, before, hidden),
             with_payload=True,
             with_vector=False,
         )

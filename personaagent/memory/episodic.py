@@ -9,7 +9,7 @@ away from the question being matched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,8 +113,22 @@ class EpisodicMemory:
         logger.debug("stored %d interactions for %d users (%d duplicates)", added, len(by_user), total - added)
         return AddReport(added=added, duplicates=total - added)
 
-    def search(self, user_id: str, query: str, k: int = 5) -> list[Memory]:
+    def search(
+        self,
+        user_id: str,
+        query: str,
+        k: int = 5,
+        *,
+        before: datetime | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Memory]:
         """The ``k`` current (not superseded) memories of this user most similar to ``query``.
+
+        Args:
+            before: only memories dated earlier than this (a naive time is UTC), or undated ones,
+                are searched: the cut is part of the store query, so up to ``k`` come back however
+                many newer memories resemble the query. Defaults to None (no cut).
+            exclude_ids: memory ids never returned (also part of the query). Defaults to none.
 
         Returns:
             Memories with ``score`` set, best first; empty for an unknown user.
@@ -122,7 +136,14 @@ class EpisodicMemory:
         # Checked here, not only in the store, so a bad id is an InvalidRecord like everywhere else.
         validate_user_id(user_id)
         with telemetry.span("personaagent.memory.search", user_id=user_id, kind="RETRIEVER", attributes={"personaagent.k": k}) as span:
-            hits = self.store.search(EPISODIC, user_id, self.embedder.embed(query), k)
+            hits = self.store.search(
+                EPISODIC,
+                user_id,
+                self.embedder.embed(query),
+                k,
+                before=before,
+                exclude_ids=exclude_ids,
+            )
             span.set_attribute("personaagent.hits", len(hits))
         return [self._memory(hit) for hit in hits]
 

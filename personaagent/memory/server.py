@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from personaagent.memory.base import (
     SCROLL_PAGE,
     STORE_SCHEMA_VERSION,
     SUPERSEDED_FIELD,
+    TIME_FIELD,
     USER_FIELD,
     Hit,
     MemoryStore,
@@ -116,13 +118,24 @@ class QdrantServerStore(MemoryStore):
             )
 
     @staticmethod
-    def _filter(user_id: str, include_superseded: bool) -> Any:
+    def _filter(
+        user_id: str, include_superseded: bool, before: datetime | None = None, hidden: Sequence[str] = ()
+    ) -> Any:
         from qdrant_client import models
 
         must: list[Any] = [models.FieldCondition(key=USER_FIELD, match=models.MatchValue(value=user_id))]
         if not include_superseded:
             must.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=SUPERSEDED_FIELD)))
-        return models.Filter(must=must)
+        should: list[Any] | None = (
+            [
+                models.IsEmptyCondition(is_empty=models.PayloadField(key=TIME_FIELD)),
+                models.FieldCondition(key=TIME_FIELD, range=models.DatetimeRange(lt=before)),
+            ]
+            if before is not None
+            else None
+        )
+        must_not: list[Any] | None = [models.HasIdCondition(has_id=list(hidden))] if hidden else None
+        return models.Filter(must=must, should=should, must_not=must_not)
 
     def _upsert(self, namespace: str, user_id: str, items: Sequence[StoredItem]) -> None:
         from qdrant_client import models
@@ -140,13 +153,21 @@ class QdrantServerStore(MemoryStore):
             self._client.upsert(collection, points=points, wait=True)
 
     def _search(
-        self, namespace: str, user_id: str, vector: np.ndarray | Sequence[float], k: int, *, include_superseded: bool
+        self,
+        namespace: str,
+        user_id: str,
+        vector: np.ndarray | Sequence[float],
+        k: int,
+        *,
+        include_superseded: bool,
+        before: datetime | None,
+        hidden: Sequence[str],
     ) -> list[Hit]:
         collection = self._collection(namespace)
         response = self._client.query_points(
             collection,
             query=self._vector(vector),
-            query_filter=self._filter(user_id, include_superseded),
+            query_filter=self._filter(user_id, include_superseded, before, hidden),
             limit=k,
             with_payload=True,
             with_vectors=False,
