@@ -15,17 +15,41 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from personaagent.agent import PersonaAgent  # noqa: E402  (the variable above must be set first)
 from personaagent.config import Settings, load_settings  # noqa: E402
+from personaagent.errors import PersonaAgentError, PersonaConflict  # noqa: E402
+from personaagent.optimizers import (  # noqa: E402
+    AlignmentResult,
+    ContinualAlignment,
+    PersonaAlignment,
+    commit_aligned,
+    compile_users,
+)
 from personaagent.persona import PersonaBook  # noqa: E402
-from personaagent.records import AnswerFormat, Interaction, Persona  # noqa: E402
+from personaagent.records import AnswerFormat, Interaction, Memory, Persona  # noqa: E402
+from personaagent.traces import TraceReader, UserTrace, format_trace  # noqa: E402
 from personaagent.workspace import Workspace  # noqa: E402
 
 __all__ = [
+    # the program and where it lives
     "PersonaAgent",
     "Workspace",
     "Settings",
     "load_settings",
+    # compiling personas (DSPy optimizer), many users, continual alignment
+    "PersonaAlignment",
+    "AlignmentResult",
+    "compile_users",
+    "commit_aligned",
+    "ContinualAlignment",
+    # reading what a compile did
+    "TraceReader",
+    "UserTrace",
+    "format_trace",
+    # records and errors
     "PersonaBook",
     "AnswerFormat",
     "Interaction",
+    "Memory",
     "Persona",
+    "PersonaAgentError",
+    "PersonaConflict",
 ]

@@ -20,7 +20,6 @@ from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
-from pydantic import ValidationError
 
 from personaagent import telemetry
 from personaagent.actions import (
@@ -32,8 +31,8 @@ from personaagent.actions import (
     format_memories,
     search_memories,
 )
-from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser, UnparseableAnswer
-from personaagent.memory import AddReport
+from personaagent.errors import EmptyHistory, QueryTooLong, UnknownUser, UnparseableAnswer
+from personaagent.memory import AddReport, UserMemory
 from personaagent.persona import GENERIC_PERSONA, seed_persona_text
 from personaagent.quoting import defuse_markers
 from personaagent.records import (
@@ -42,7 +41,6 @@ from personaagent.records import (
     Memory,
     Persona,
     PersonaProvenance,
-    describe_validation_error,
     match_label,
     validate_user_id,
 )
@@ -312,7 +310,7 @@ class PersonaAgent(dspy.Module):
     def trainset(self) -> list[dspy.Example]:
         """The user's interactions (corrected ones left out) as alignment examples, oldest first:
         what ``PersonaAlignment.compile(agent)`` aligns on when given no trainset."""
-        return examples_from_memories(self.workspace.episodic.history(self.user_id, include_superseded=False))
+        return examples_from_memories(self.memory.history())
 
     # --- DSPy program state -----------------------------------------------------------------
 
@@ -341,6 +339,11 @@ class PersonaAgent(dspy.Module):
 
     # --- memory -----------------------------------------------------------------------------
 
+    @property
+    def memory(self) -> UserMemory:
+        """This user's episodic memory: ``add``, ``search``, ``history``, ``supersede``, ``count``."""
+        return UserMemory(self.workspace.episodic, self.user_id)
+
     def observe(
         self,
         query: str,
@@ -349,14 +352,8 @@ class PersonaAgent(dspy.Module):
         timestamp: datetime | None = None,
         metadata: dict | None = None,
     ) -> AddReport:
-        """Remember an interaction of this user (what they asked and the response that was right)."""
-        try:
-            interaction = Interaction(
-                user_id=self.user_id, query=query, response=response, timestamp=timestamp, metadata=metadata or {}
-            )
-        except ValidationError as exc:
-            raise InvalidRecord(f"invalid interaction: {describe_validation_error(exc)}") from None
-        return self.workspace.episodic.add([interaction])
+        """Remember an interaction of this user: the same as ``agent.memory.add``."""
+        return self.memory.add(query, response, timestamp=timestamp, metadata=metadata)
 
     # --- answering --------------------------------------------------------------------------
 

@@ -143,6 +143,11 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def json_option(help_text: str) -> Callable[[Callable], Callable]:
+    """``--json`` (as ``as_json``): machine-readable output instead of the table or text."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
 # --- answer format options (shared by compile and ask) -------------------------------------------
 
 
@@ -167,9 +172,9 @@ def _answer_format(task: str | None, labels: str | None, rating: tuple[float, fl
     if task is not None:
         return load_task(task).spec.answer_format
     if labels is not None:
-        return AnswerFormat(kind="label", labels=tuple(label.strip() for label in labels.split(",") if label.strip()))
+        return AnswerFormat.label(*(label.strip() for label in labels.split(",") if label.strip()))
     if rating is not None:
-        return AnswerFormat(kind="rating", min_rating=rating[0], max_rating=rating[1])
+        return AnswerFormat.rating(*rating)
     return None
 
 
@@ -278,7 +283,7 @@ def knowledge_add(ctx: click.Context, files: tuple[Path, ...], user_id: str):
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Per-user budget of LM tokens.")
 @click.option("--no-resume", is_flag=True, help="Recompile users this same job already finished.")
 @answer_format_options
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 @click.pass_context
 def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, threads: int, iterations: int,
              recent: int, max_calls: int | None, max_tokens: int | None, no_resume: bool, task: str | None,
@@ -361,7 +366,7 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
 @click.argument("user_id")
 @click.argument("query")
 @answer_format_options
-@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@json_option("Print the answer as JSON.")
 @click.pass_context
 def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: str | None,
         rating: tuple[float, float] | None, as_json: bool):
@@ -419,7 +424,7 @@ def ask(ctx: click.Context, user_id: str, query: str, task: str | None, labels: 
 @click.option("--iterations", type=click.IntRange(min=1), default=1, show_default=True, help="Alignment iterations.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for results.md, results.json and traces. Defaults to <home>/eval/<run id>.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 @click.pass_context
 def eval_(ctx: click.Context, task_name: str | None, lamp: tuple[Path, Path] | None, split: str, users: int | None,
           queries_per_user: int, methods: str, recent: int, iterations: int, out: Path | None, as_json: bool):
@@ -489,7 +494,7 @@ def persona():
 @persona.command(name="show")
 @click.argument("user_id")
 @click.option("--version", type=int, help="Show this version instead of the current one.")
-@click.option("--json", "as_json", is_flag=True, help="Print the persona record as JSON.")
+@json_option("Print the persona record as JSON.")
 @click.pass_context
 def persona_show(ctx: click.Context, user_id: str, version: int | None, as_json: bool):
     """Print USER_ID's current persona (or --version N).
@@ -512,7 +517,7 @@ def persona_show(ctx: click.Context, user_id: str, version: int | None, as_json:
 
 @persona.command(name="history")
 @click.argument("user_id")
-@click.option("--json", "as_json", is_flag=True, help="Print every version as JSON.")
+@json_option("Print every version as JSON.")
 @click.pass_context
 def persona_history(ctx: click.Context, user_id: str, as_json: bool):
     """List USER_ID's persona versions, oldest first.
@@ -588,7 +593,7 @@ def _reader(ctx: click.Context) -> TraceReader:
 
 
 @trace.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@json_option("Print the runs as JSON.")
 @click.pass_context
 def trace_list(ctx: click.Context, as_json: bool):
     """List alignment runs, oldest first, with each user's status and score.

@@ -250,6 +250,21 @@ class AnswerFormat(Record):
     min_rating: float = 1.0
     max_rating: float = 5.0
 
+    @classmethod
+    def label(cls, *labels: str) -> AnswerFormat:
+        """Answer with one of ``labels`` (at least two)."""
+        return cls(kind="label", labels=labels)
+
+    @classmethod
+    def rating(cls, low: float = 1.0, high: float = 5.0) -> AnswerFormat:
+        """Answer with a number from ``low`` to ``high``."""
+        return cls(kind="rating", min_rating=low, max_rating=high)
+
+    @classmethod
+    def text(cls) -> AnswerFormat:
+        """Answer in free text (the default)."""
+        return cls(kind="text")
+
     @model_validator(mode="after")
     def _labels_match_kind(self) -> "AnswerFormat":
         if self.kind == "label" and len(self.labels) < 2:

@@ -240,3 +240,42 @@ def test_commit_persona_refuses_to_overwrite_a_version_stored_meanwhile(ws):
     rebased = edited.with_persona(ws.personas.current("alice")).with_persona("You adore French and Greek cooking.")
     v3 = rebased.commit_persona()
     assert (v3.version, v3.parent_version) == (3, 2)
+
+
+# --- the front door (issue 10, change 5) ----------------------------------------------------------
+
+
+def test_agent_memory_is_bound_to_the_user_and_its_defaults_agree(ws):
+    alice = PersonaAgent("alice", workspace=ws, answer_format=LABELS)
+    assert alice.memory.add("pasta recipes for winter", "FOOD", timestamp=datetime(2022, 1, 1)).added == 1
+    alice.observe("election night results", "POLITICS", timestamp=datetime(2022, 1, 2))  # the same as memory.add
+    PersonaAgent("bob", workspace=ws).memory.add("pasta recipes for winter nights", "SPORTS")
+    [old] = [m for m in alice.memory.history() if m.interaction.query == "election night results"]
+    new = alice.memory.supersede(old.memory_id, "election night results", "SPORTS", timestamp=datetime(2022, 1, 3))
+    assert [m.interaction.response for m in alice.memory.history()] == ["FOOD", "SPORTS"]
+    assert len(alice.memory.history(include_superseded=True)) == alice.memory.count() == 3
+    found = alice.memory.search("election night", k=5)
+    assert {m.user_id for m in found} == {"alice"} and old.memory_id not in {m.memory_id for m in found}
+    assert new.memory_id in {m.memory_id for m in found}
+    assert [e.answer for e in alice.trainset()] == ["FOOD", "SPORTS"]  # what compile aligns on
+    with pytest.raises(InvalidRecord, match="query"):
+        alice.memory.add("  ", "FOOD")
+
+
+def test_answer_formats_have_one_vocabulary():
+    assert AnswerFormat.label("A", "B") == AnswerFormat(kind="label", labels=("A", "B"))
+    assert AnswerFormat.rating(0.5, 5) == AnswerFormat(kind="rating", min_rating=0.5, max_rating=5.0)
+    assert AnswerFormat.text() == AnswerFormat()
+    with pytest.raises(ValueError, match="at least two labels"):
+        AnswerFormat.label("A")
+
+
+def test_the_top_level_package_exports_the_whole_workflow():
+    import personaagent
+    from personaagent.optimizers import ContinualAlignment, PersonaAlignment, compile_users
+    from personaagent.traces import TraceReader, format_trace
+
+    assert personaagent.PersonaAlignment is PersonaAlignment and personaagent.compile_users is compile_users
+    assert personaagent.ContinualAlignment is ContinualAlignment
+    assert personaagent.TraceReader is TraceReader and personaagent.format_trace is format_trace
+    assert all(hasattr(personaagent, name) for name in personaagent.__all__)

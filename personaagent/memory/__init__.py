@@ -1,6 +1,6 @@
 """Memory: the per-user vector store, episodic memory of interactions, and the knowledge base."""
 
-from personaagent.memory.episodic import AddReport, EpisodicMemory
+from personaagent.memory.episodic import AddReport, EpisodicMemory, UserMemory
 from personaagent.memory.knowledge import KnowledgeBase, KnowledgeHit
 from personaagent.memory.semantic import SemanticMemory
 from personaagent.memory.store import (
@@ -18,6 +18,7 @@ from personaagent.memory.store import (
 __all__ = [
     "AddReport",
     "EpisodicMemory",
+    "UserMemory",
     "KnowledgeBase",
     "KnowledgeHit",
     "SemanticMemory",

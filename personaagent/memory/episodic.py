@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from personaagent import telemetry
-from personaagent.errors import UnknownUser
+from personaagent.errors import InvalidRecord, UnknownUser
 from personaagent.memory.store import EPISODIC, SUPERSEDED_FIELD, Hit, MemoryStore, StoredItem
-from personaagent.records import EARLIEST, Interaction, Memory, utc_now, validate_user_id
+from personaagent.records import EARLIEST, Interaction, Memory, describe_validation_error, utc_now, validate_user_id
 from personaagent.runtime.embedder import Embedder
 
-__all__ = ["AddReport", "EpisodicMemory"]
+__all__ = ["AddReport", "EpisodicMemory", "UserMemory"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,3 +217,76 @@ class EpisodicMemory:
         """
         if self.count(user_id) == 0:
             raise UnknownUser(f"no memories for user {user_id!r}; ingest some with `personaagent ingest`")
+
+
+class UserMemory:
+    """One user's episodic memory with the user bound, as mem0 binds ``user_id``: ``agent.memory``.
+
+    ``search`` and ``history`` agree by default: both leave out superseded (corrected) memories.
+
+    Args:
+        episodic: the workspace's episodic memory.
+        user_id: whose memories these are.
+
+    Examples:
+        >>> agent.memory.add("Rate: Heat (1995)", "4.5")  # doctest: +SKIP
+        >>> agent.memory.search("a heist movie", k=3)  # doctest: +SKIP
+    """
+
+    def __init__(self, episodic: EpisodicMemory, user_id: str) -> None:
+        self.episodic = episodic
+        self.user_id = validate_user_id(user_id)
+
+    def add(
+        self,
+        query: str,
+        response: str,
+        *,
+        timestamp: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AddReport:
+        """Remember what the user asked and the response that was right for them.
+
+        Raises:
+            InvalidRecord: the query is blank, or a field has the wrong type.
+        """
+        return self.episodic.add([self._interaction(query, response, timestamp=timestamp, metadata=metadata)])
+
+    def search(self, query: str, k: int = 5) -> list[Memory]:
+        """The ``k`` current memories most similar to ``query``, best first (``score`` set)."""
+        return self.episodic.search(self.user_id, query, k)
+
+    def history(self, *, include_superseded: bool = False) -> list[Memory]:
+        """Every memory, oldest first. Superseded ones are left out unless ``include_superseded``."""
+        return self.episodic.history(self.user_id, include_superseded=include_superseded)
+
+    def supersede(
+        self,
+        old_memory_id: str,
+        query: str,
+        response: str,
+        *,
+        timestamp: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Memory:
+        """Correct a memory: store the new interaction and mark the old one superseded by it.
+
+        Raises:
+            UnknownUser: the user has no memory ``old_memory_id``.
+        """
+        new = self._interaction(query, response, timestamp=timestamp, metadata=metadata)
+        return self.episodic.supersede(self.user_id, old_memory_id, new)
+
+    def count(self) -> int:
+        """How many memories the user has, superseded ones included."""
+        return self.episodic.count(self.user_id)
+
+    def _interaction(
+        self, query: str, response: str, *, timestamp: datetime | None, metadata: dict[str, Any] | None
+    ) -> Interaction:
+        try:
+            return Interaction(
+                user_id=self.user_id, query=query, response=response, timestamp=timestamp, metadata=metadata or {}
+            )
+        except ValidationError as exc:
+            raise InvalidRecord(f"invalid interaction: {describe_validation_error(exc)}") from None
