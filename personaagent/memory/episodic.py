@@ -252,9 +252,10 @@ class UserMemory:
         """
         return self.episodic.add([self._interaction(query, response, timestamp=timestamp, metadata=metadata)])
 
-    def search(self, query: str, k: int = 5) -> list[Memory]:
-        """The ``k`` current memories most similar to ``query``, best first (``score`` set)."""
-        return self.episodic.search(self.user_id, query, k)
+    def search(self, query: str, k: int = 5, *, before: datetime | None = None) -> list[Memory]:
+        """The ``k`` current memories most similar to ``query``, best first (``score`` set);
+        with ``before``, only memories older than that time."""
+        return self.episodic.search(self.user_id, query, k, before=before)
 
     def history(self, *, include_superseded: bool = False) -> list[Memory]:
         """Every memory, oldest first. Superseded ones are left out unless ``include_superseded``."""
