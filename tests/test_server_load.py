@@ -26,7 +26,7 @@ def test_the_leak_check_sees_another_users_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_server, "KEY", "key-one")
     ws = workspace(tmp_path / "home")
     search = ws.episodic.search
-    monkeypatch.setattr(ws.episodic, "search", lambda user_id, query, k=5: search("t-user-0", query, k))
+    monkeypatch.setattr(ws.episodic, "search", lambda user_id, query, k=5, **cut: search("t-user-0", query, k, **cut))
     with served(ws) as client:
         stats, _ = asyncio.run(bench_server.run_phase(str(client.base_url), "t", clients=3, seconds=2))
     assert stats.leaks and stats.errors == []
