@@ -22,10 +22,13 @@ from pydantic_settings import (
 from personaagent.errors import ConfigError
 from personaagent.records import describe_validation_error
 
-__all__ = ["Settings", "load_settings", "LOCAL", "MEMORY"]
+__all__ = ["Settings", "load_settings", "LOCAL", "MEMORY", "DEFAULT_LOCAL_MODEL"]
 
 #: The value of ``lm`` / ``embedder`` that selects the embedded offline model.
 LOCAL = "local"
+#: The packaged model ``lm="local"`` runs (personaagent.runtime.models lists them all). Chosen by
+#: measurement: RESULTS.md, "Choosing the local model".
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 #: The value of ``store`` that keeps memory in process only.
 MEMORY = ":memory:"
 
@@ -40,15 +43,17 @@ class Settings(BaseSettings):
     Args:
         home: Folder for the embedded store, personas, profiles and traces. Defaults to
             ``$XDG_DATA_HOME/personaagent`` (``~/.local/share/personaagent``).
-        lm: ``"local"`` for the embedded SmolLM2 model, or any DSPy/litellm model string such as
+        lm: ``"local"`` for the default embedded model, ``"local/<name>"`` for a named one
+            (``local/qwen2.5-coder-1.5b-instruct``, ``local/qwen2.5-coder-0.5b-instruct``,
+            ``local/smollm2-135m-instruct``), or any DSPy/litellm model string such as
             ``"openai/gpt-4o-mini"``, ``"anthropic/claude-3-5-sonnet-20240620"`` or
             ``"ollama_chat/llama3.2"``. Defaults to ``"local"``.
         lm_api_base: Base URL of an OpenAI-compatible server, used with an ``openai/...`` model.
         lm_api_key: API key for the hosted model (litellm's own env vars work too).
         lm_max_tokens: Cap on generated tokens per call. Defaults to 256.
         lm_temperature: Sampling temperature. Defaults to 0.0, so runs are repeatable.
-        local_model_path: A GGUF file to run instead of the packaged SmolLM2-135M-Instruct.
-        local_context_tokens: Context window for the local model. Defaults to 2048.
+        local_model_path: A GGUF file to run instead of the packaged model.
+        local_context_tokens: Context window for the local model. Defaults to 4096.
         embedder: ``"local"`` for the packaged all-MiniLM-L6-v2 (int8 ONNX), or a fastembed model
             name (needs network on first use). Defaults to ``"local"``.
         store: Where episodic memory lives: ``None`` for ``<home>/store`` (embedded Qdrant Edge),
@@ -71,7 +76,7 @@ class Settings(BaseSettings):
     lm_max_tokens: int = Field(default=256, ge=1, le=32768)
     lm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     local_model_path: Path | None = None
-    local_context_tokens: int = Field(default=2048, ge=256, le=131072)
+    local_context_tokens: int = Field(default=4096, ge=256, le=131072)
     embedder: str = LOCAL
     store: str | None = None
     qdrant_api_key: SecretStr | None = None
@@ -149,10 +154,18 @@ class Settings(BaseSettings):
         return self.store if self.store is not None else str(self.home / "store")
 
     @property
+    def local_model(self) -> str | None:
+        """The packaged local model ``lm`` selects (``"local"`` means the default), or None for
+        a hosted model."""
+        if self.lm == LOCAL:
+            return DEFAULT_LOCAL_MODEL
+        return self.lm.removeprefix(LOCAL + "/") if self.lm.startswith(LOCAL + "/") else None
+
+    @property
     def max_query_chars(self) -> int:
         """Longest query accepted: half the local model's context (~3 chars a token), since the
         persona, memories and the adapter's format share the window; hosted models get 200k."""
-        return self.local_context_tokens * 3 // 2 if self.lm == LOCAL else 200_000
+        return self.local_context_tokens * 3 // 2 if self.local_model is not None else 200_000
 
     @property
     def personas_dir(self) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from personaagent.config import LOCAL, MEMORY, Settings, load_settings
+from personaagent.config import DEFAULT_LOCAL_MODEL, LOCAL, MEMORY, Settings, load_settings
 from personaagent.errors import ConfigError
 
 
@@ -16,7 +16,23 @@ def test_defaults_are_the_offline_embedded_models(_isolated_home: Path):
     assert settings.home == _isolated_home
     assert settings.store_location == str(_isolated_home / "store")
     assert settings.traces_dir == _isolated_home / "traces"
-    assert settings.max_query_chars == 2048 * 3 // 2
+    assert settings.local_context_tokens == 4096 and settings.max_query_chars == 4096 * 3 // 2
+    assert settings.local_model == DEFAULT_LOCAL_MODEL == "qwen2.5-coder-1.5b-instruct"
+
+
+@pytest.mark.parametrize(
+    ("lm", "local_model"),
+    [
+        ("local", "qwen2.5-coder-1.5b-instruct"),
+        ("local/smollm2-135m-instruct", "smollm2-135m-instruct"),
+        (" local/qwen2.5-coder-0.5b-instruct ", "qwen2.5-coder-0.5b-instruct"),
+        ("openai/gpt-4o-mini", None),
+    ],
+)
+def test_lm_names_a_packaged_local_model_or_a_hosted_one(lm: str, local_model: str | None):
+    settings = Settings(lm=lm)
+    assert settings.local_model == local_model
+    assert settings.max_query_chars == (6144 if local_model else 200_000)
 
 
 def test_environment_overrides_the_config_file_and_arguments_override_both(_isolated_home, monkeypatch):

