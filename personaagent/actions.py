@@ -8,6 +8,7 @@ Users add their own tools as ``dspy.Tool`` objects or plain one-argument callabl
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,6 +27,7 @@ __all__ = [
     "FINISH",
     "BUILTIN_TOOL_NAMES",
     "format_memories",
+    "as_ratings",
     "as_tool",
     "builtin_tools",
     "ActionModule",
@@ -45,19 +47,33 @@ MAX_OBSERVATION_CHARS = 1200
 
 def format_memories(memories: Sequence[Memory], *, max_item_chars: int = 160) -> str:
     """Retrieved memories as prompt text: one ``"query" => "response"`` line each (a note the
-    assistant saved is marked as one), then a tally of the responses, because for label and
-    rating tasks the user's past answers are the key evidence. Stored text is quoted data
-    (``quoting.quote``), never instructions."""
+    assistant saved is marked as one), then what the responses add up to, because for label and
+    rating tasks the user's past answers are the key evidence: their mean when every one is a
+    number (a small model averages poorly), else a tally of the most frequent. Stored text is
+    quoted data (``quoting.quote``), never instructions."""
     if not memories:
         return "(no similar past interactions)"
     lines = [f"- {interaction_line(m.interaction, max_item_chars=max_item_chars)}" for m in memories]
-    tally = Counter(m.interaction.response.strip() for m in memories if m.interaction.is_evidence)
-    if tally and max(tally.values()) > 1:
+    responses = [m.interaction.response.strip() for m in memories if m.interaction.is_evidence]
+    ratings = as_ratings(responses)
+    tally = Counter(responses)
+    if ratings:
+        lines.append(f"Mean of these past ratings: {sum(ratings) / len(ratings):.1f}")
+    elif tally and max(tally.values()) > 1:
         lines.append(
             "Most frequent past answers: "
             + ", ".join(f"{quote(r, max_chars=max_item_chars)} ({n})" for r, n in tally.most_common(3))
         )
     return "\n".join(lines)
+
+
+def as_ratings(texts: Sequence[str]) -> list[float] | None:
+    """Every text as a finite number, or None when any is not one (then they are not ratings)."""
+    try:
+        values = [float(text) for text in texts]
+    except ValueError:
+        return None
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def as_tool(tool: dspy.Tool | Callable[[str], str]) -> dspy.Tool:

@@ -74,20 +74,25 @@ def _fit(text: str, room: int) -> str:
 
 
 def seed_persona_text(profile: Profile | None) -> str:
-    """The first persona of a user: a generic assistant prompt plus their profile (paper §3.2).
+    """The first persona of a user: a generic assistant prompt, the facts computed from their
+    history, then the LM's summary of them (paper §3.2: the profile seeds the persona).
 
-    The seed is held to half of MAX_PERSONA_CHARS, cutting a long profile at a sentence end, so
+    The seed is held to half of MAX_PERSONA_CHARS, cutting a long summary at a sentence end, so
     an alignment edit can keep all of the seed and still add to it within the one budget (the
     stored profile itself is kept whole).
     """
-    if profile is None or not profile.text.strip():
-        return _SEED_INTRO
-    about = profile.text.strip()
-    fitted = _fit(about, MAX_PERSONA_CHARS // 2 - len(_SEED_INTRO) - len(_SEED_PROFILE_LEAD))
-    if fitted != about:
-        logger.info("user %r: profile cut from %d to %d characters to fit the persona", profile.user_id,
-                    len(about), len(fitted))
-    return f"{_SEED_INTRO}{_SEED_PROFILE_LEAD}{fitted}"
+    parts = [_SEED_INTRO]
+    if profile is not None and profile.facts.strip():
+        parts.append("\n" + profile.facts.strip())
+    if profile is not None and profile.text.strip():
+        about = profile.text.strip()
+        room = MAX_PERSONA_CHARS // 2 - sum(len(part) for part in parts) - len(_SEED_PROFILE_LEAD)
+        fitted = _fit(about, room)
+        if fitted != about:
+            logger.info("user %r: profile cut from %d to %d characters to fit the persona", profile.user_id,
+                        len(about), len(fitted))
+        parts.append(f"{_SEED_PROFILE_LEAD}{fitted}")
+    return "".join(parts)
 
 
 def persona_diff(before: str, after: str) -> str:

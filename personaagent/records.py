@@ -213,10 +213,11 @@ class Memory(Record):
 
 
 class Profile(Record):
-    """Semantic memory: an LLM summary of a user's history."""
+    """Semantic memory: facts computed from a user's history and an LLM summary of it."""
 
     user_id: UserId
     text: str
+    facts: str = ""
     num_interactions: int = Field(ge=0)
     created_at: datetime = Field(default_factory=utc_now)
 

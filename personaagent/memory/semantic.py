@@ -1,12 +1,18 @@
-"""Semantic memory: an LLM summary (profile) of a user's history, persisted and refreshed.
+"""Semantic memory: a profile of each user, persisted and refreshed.
 
-The profile seeds the user's first persona. It is rebuilt only when enough new interactions
-arrived since the last summary, because each refresh is an LM call over the whole history.
+A profile has two parts: facts computed from the whole history with no LM (label shares, rating
+mean and spread, tendencies per genre or topic; :func:`history_facts`), and an LM summary written
+from those facts and the latest interactions. The profile seeds the user's first persona, so a
+seed persona always says something true about the user even when the summary is rejected. It is
+rebuilt only when enough new interactions arrived since the last summary, because each refresh is
+an LM call.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,13 +20,14 @@ import dspy
 from pydantic import ValidationError
 
 from personaagent._files import user_dirname, write_atomic
+from personaagent.actions import as_ratings
 from personaagent.errors import EmptyHistory, PersonaAgentError
 from personaagent.guards import generated_text_problem
 from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
-__all__ = ["SemanticMemory", "format_history"]
+__all__ = ["SemanticMemory", "format_history", "history_facts"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +52,82 @@ def format_history(memories: Sequence[Memory], *, max_chars: int = 3000, max_ite
     return "\n".join(reversed(lines))
 
 
+#: Metadata keys whose values name an item's topics ("Comedy|Drama"), for per-topic tendencies.
+_TOPIC_KEYS = ("genres", "genre", "topics", "topic", "category", "tags")
+#: Topics with fewer items than this say nothing reliable about a tendency.
+_MIN_TOPIC_ITEMS = 3
+
+
+def _topics(memory: Memory) -> list[str]:
+    for key in _TOPIC_KEYS:
+        value = memory.interaction.metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return [topic.strip() for topic in value.split("|") if topic.strip() and topic.strip() != "(no genres listed)"]
+    return []
+
+
+def _rating_facts(memories: Sequence[Memory], ratings: list[float], max_topics: int) -> str:
+    mean = statistics.fmean(ratings)
+    spread = statistics.pstdev(ratings)
+    high = sum(r >= 4 for r in ratings) / len(ratings)
+    low = sum(r <= 2 for r in ratings) / len(ratings)
+    lines = [
+        f"You rated {len(ratings)} items: {mean:.1f} on average (spread {spread:.1f}); "
+        f"{high:.0%} of your ratings are 4 or more, {low:.0%} are 2 or less."
+    ]
+    by_topic: dict[str, list[float]] = defaultdict(list)
+    for memory, rating in zip(memories, ratings):
+        for topic in _topics(memory):
+            by_topic[topic].append(rating)
+    means = sorted(
+        ((statistics.fmean(values), topic, len(values)) for topic, values in by_topic.items() if len(values) >= _MIN_TOPIC_ITEMS),
+        reverse=True,
+    )
+    if len(means) >= 2:
+        half = max(1, min(max_topics, len(means) // 2))
+        describe = lambda rows: ", ".join(f"{topic} {value:.1f} ({count} items)" for value, topic, count in rows)  # noqa: E731
+        lines.append(f"You rate highest: {describe(means[:half])}; lowest: {describe(means[::-1][:half])}.")
+    return "\n".join(lines)
+
+
+def _label_facts(memories: Sequence[Memory], responses: list[str], max_topics: int) -> str:
+    counts = Counter(responses)
+    shares = ", ".join(f"{label} {count / len(responses):.0%}" for label, count in counts.most_common(max_topics))
+    rest = len(counts) - min(len(counts), max_topics)
+    more = f", and {rest} other answer{'s' if rest != 1 else ''}" if rest > 0 else ""
+    return f"Your answers to {len(responses)} past items: {shares}{more}."
+
+
+def history_facts(memories: Sequence[Memory], *, max_topics: int = 6) -> str:
+    """What a user's history says in numbers, in second person, with no LM call.
+
+    * Numeric responses (ratings): count, mean, spread, shares of high and low ratings, and the
+      topics (metadata ``genres``/``topic``/...) rated highest and lowest, each with at least
+      3 items.
+    * Responses that repeat (labels): the share of each of the ``max_topics`` most frequent.
+    * Anything else (free text): how many interactions there are.
+
+    Args:
+        memories: the user's interactions (notes without a response are ignored).
+        max_topics: most labels or topics listed. Defaults to 6.
+
+    Returns:
+        One to three lines, or ``""`` for an empty history.
+    """
+    answered = [m for m in memories if m.interaction.is_evidence]
+    responses = [m.interaction.response.strip() for m in answered]
+    if not responses:
+        return ""
+    ratings = as_ratings(responses)
+    if ratings is not None:
+        return _rating_facts(answered, ratings, max_topics)
+    if len(set(responses)) < len(responses):
+        return _label_facts(answered, responses, max_topics)
+    return f"You have {len(responses)} past interactions."
+
+
 class SemanticMemory(dspy.Module):
-    """Per-user profiles: summarized by the LM, stored as JSON in ``folder``.
+    """Per-user profiles: computed facts plus an LM summary, stored as JSON in ``folder``.
 
     Args:
         folder: where profile files live.
@@ -86,8 +167,8 @@ class SemanticMemory(dspy.Module):
 
         Only evidence of the user is summarized (``Interaction.is_evidence``): notes the agent
         saved are left out. A summary that is scaffolding or too short is not saved; the returned
-        profile then has empty text (the persona seeds without it) and the next call summarizes
-        again.
+        profile then has the computed facts and empty text (the persona seeds from the facts
+        alone) and the next call summarizes again.
 
         Raises:
             EmptyHistory: no memory is evidence of the user.
@@ -99,14 +180,15 @@ class SemanticMemory(dspy.Module):
             )
         if not force and not self.needs_refresh(user_id, len(memories)):
             return self.get(user_id)  # type: ignore[return-value]
+        facts = history_facts(memories)
         history = format_history(memories, max_chars=self.max_history_chars)
-        summary = self.summarize(history=history).profile.strip()
+        summary = self.summarize(facts=facts or "(none)", history=history).profile.strip()
         problem = generated_text_problem(summary) or (None if len(summary) >= MIN_PROFILE_CHARS else "too short")
         if problem is not None:
             # Not saved: the next call tries again instead of keeping a garbage profile.
             logger.warning("user %r: profile summary rejected (%s): %r", user_id, problem, summary[:80])
-            return Profile(user_id=user_id, text="", num_interactions=len(memories))
-        profile = Profile(user_id=user_id, text=summary, num_interactions=len(memories))
+            return Profile(user_id=user_id, text="", facts=facts, num_interactions=len(memories))
+        profile = Profile(user_id=user_id, text=summary, facts=facts, num_interactions=len(memories))
         write_atomic(self._path(user_id), profile)
         logger.info("user %r: profile rebuilt from %d interactions", user_id, len(memories))
         return profile

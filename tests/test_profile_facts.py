@@ -1,0 +1,74 @@
+"""Semantic memory's computed facts: what a history says in numbers, with no LM."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from personaagent.memory.semantic import history_facts
+from personaagent.persona import seed_persona_text
+from personaagent.records import Interaction, Memory, Profile
+
+
+def _memories(rows: list[tuple[str, str, dict]]) -> list[Memory]:
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return [
+        Memory(
+            memory_id=str(i),
+            interaction=Interaction(user_id="u1", query=q, response=r, timestamp=start + timedelta(days=i), metadata=m),
+        )
+        for i, (q, r, m) in enumerate(rows)
+    ]
+
+
+def test_label_shares_are_counted_most_frequent_first():
+    rows = [(f"story {i}", label, {}) for i, label in enumerate(["POLITICS"] * 6 + ["ENVIRONMENT"] * 3 + ["SPORTS"])]
+    facts = history_facts(_memories(rows))
+    assert facts == "Your answers to 10 past items: POLITICS 60%, ENVIRONMENT 30%, SPORTS 10%."
+
+
+def test_label_shares_say_how_many_labels_were_left_out():
+    rows = [(f"s{i}", f"L{i % 8}", {}) for i in range(16)]
+    assert history_facts(_memories(rows), max_topics=6).endswith("and 2 other answers.")
+
+
+def test_ratings_give_mean_spread_and_genre_tendencies():
+    rows = (
+        [(f"Rate: Drama {i}", "4.5", {"genres": "Drama"}) for i in range(4)]
+        + [(f"Rate: Comedy {i}", "2.0", {"genres": "Comedy|Romance"}) for i in range(3)]
+        + [(f"Rate: Horror {i}", "3.0", {"genres": "Horror"}) for i in range(2)]  # too few to report
+    )
+    facts = history_facts(_memories(rows))
+    lines = facts.splitlines()
+    assert lines[0] == (
+        "You rated 9 items: 3.3 on average (spread 1.1); 44% of your ratings are 4 or more, 33% are 2 or less."
+    )
+    assert lines[1].startswith("You rate highest: Drama 4.5 (4 items)")
+    assert "lowest: Romance 2.0 (3 items)" in lines[1] or "lowest: Comedy 2.0 (3 items)" in lines[1]
+    assert "Horror" not in facts
+
+
+def test_notes_without_a_response_are_not_evidence():
+    rows = [("Please remember: I like jazz", "", {}), ("story", "POLITICS", {}), ("story 2", "POLITICS", {})]
+    assert history_facts(_memories(rows)) == "Your answers to 2 past items: POLITICS 100%."
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([], ""),
+        ([("q1", "a long free answer", {}), ("q2", "another one", {})], "You have 2 past interactions."),
+        ([("q", "nan", {}), ("q2", "nan", {})], "Your answers to 2 past items: nan 100%."),  # not finite: labels
+    ],
+)
+def test_other_histories(rows, expected):
+    assert history_facts(_memories(rows)) == expected
+
+
+def test_seed_persona_carries_the_facts_even_without_a_summary():
+    profile = Profile(user_id="u1", text="", facts="Your answers to 2 past items: POLITICS 100%.", num_interactions=2)
+    persona = seed_persona_text(profile)
+    assert "POLITICS 100%" in persona and "What is known" not in persona
+    with_summary = seed_persona_text(profile.model_copy(update={"text": "Writes about Congress."}))
+    assert with_summary.endswith("What is known about the user: Writes about Congress.")
