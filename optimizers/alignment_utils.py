@@ -71,6 +71,7 @@ class SimulatedItem:
     score: float
     feedback: str
     failed: bool = False
+    retrieved: tuple[Any, ...] = ()  # the memories the answer saw: the user's related past choices
 
 
 def mean_score(items: Sequence[SimulatedItem]) -> float:
@@ -89,7 +90,10 @@ class GateVerdict:
 
 
 def gate_verdict(before: Sequence[SimulatedItem], after: Sequence[SimulatedItem] | None) -> GateVerdict:
-    """The gate: keep an edit only if it scores no worse and fails no more often.
+    """The gate: keep an edit only if it scores strictly better and fails no more often.
+
+    A tie is not a win: on a handful of items an edit that changes nothing ties, and accepting
+    it would let any plausible-looking rewrite replace a working persona.
 
     Args:
         before: the current persona's answers on the gate's items.
@@ -102,11 +106,11 @@ def gate_verdict(before: Sequence[SimulatedItem], after: Sequence[SimulatedItem]
     score_after = mean_score(after)
     failures_before = sum(item.failed for item in before)
     failures_after = sum(item.failed for item in after)
-    accepted = score_after >= score_before and failures_after <= failures_before
+    accepted = score_after > score_before and failures_after <= failures_before
     if failures_after > failures_before:
         reason = f"{failures_after} simulations failed with the edit (before: {failures_before})"
     else:
-        reason = f"score {score_after:.3f} {'>=' if accepted else '<'} {score_before:.3f}"
+        reason = f"score {score_after:.3f} {'>' if accepted else '<='} {score_before:.3f}"
     return GateVerdict(accepted, reason, score_before, score_after)
 
 

@@ -3,7 +3,8 @@
 Each iteration: simulate the user's latest n interactions with the current persona, critique each
 simulated answer against the user's true one (the textual loss), aggregate the critiques into one
 bounded textual gradient, rewrite the persona from it, and keep the rewrite only if the gate
-accepts it. Every step is written as a TraceEvent. ``compile`` is pure: it returns an aligned
+accepts it: a strictly better score on the n items and on held-out recent items the gradient
+never saw. Every step is written as a TraceEvent. ``compile`` is pure: it returns an aligned
 copy of the student and writes no persona version; storing the result is the caller's step
 (``aligned.commit_persona()``, or ``commit_aligned``, which also records it in the trace).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 
+from personaagent.actions import format_memories
 from personaagent.errors import EmptyHistory
 from personaagent.persona import MAX_PERSONA_CHARS, persona_diff
 from personaagent.quoting import defuse_markers, quote
@@ -106,8 +108,10 @@ class PersonaAlignment(Teleprompter):
 
     The student is a PersonaAgent (see ``PersonaProgram`` for what the loop uses of it). Paper
     cost per iteration without the gate: n simulations + n critiques + 1 update (7 LM calls for
-    n = 3); the gate re-simulates the batch with the new persona (n more), and that simulation is
-    reused by the next iteration.
+    n = 3). The gate scores the persona before and after the edit on the n items plus
+    ``num_holdout`` older recent items (n + h more simulations; the "after" run is reused by the
+    next iteration) and keeps the edit only on a strictly better score: an edit fitted to n items
+    must also help on items it was not fitted to, and a tie is no evidence that it helps.
 
     Args:
         metric: scores a simulated answer against the truth; ``(gold, pred)`` or GEPA-style
@@ -115,6 +119,8 @@ class PersonaAlignment(Teleprompter):
             ``dspy.Prediction(score=..., feedback=...)``, scores in [0, 1]. Defaults to
             ``default_metric`` for the student's answer format.
         num_recent: how many of the latest interactions to simulate (the paper's n). Defaults to 3.
+        num_holdout: recent interactions older than those n that the gate also scores (without a
+            valset), so an accepted edit generalizes beyond the items it was fitted to. Defaults to 3.
         max_iterations: alignment iterations (paper: 1; gains level off after ~3). Defaults to 1.
         gate: keep an edit only if ``gate_verdict`` accepts it on the batch (or the valset).
             Defaults to True.
@@ -141,6 +147,7 @@ class PersonaAlignment(Teleprompter):
         metric: Callable | None = None,
         # Alignment loop
         num_recent: int = 3,
+        num_holdout: int = 3,
         max_iterations: int = 1,
         gate: bool = True,
         stop_when_perfect: bool = True,
@@ -160,6 +167,8 @@ class PersonaAlignment(Teleprompter):
         for name, value in (("num_recent", num_recent), ("max_iterations", max_iterations)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if num_holdout < 0:
+            raise ValueError(f"num_holdout must be 0 or more, got {num_holdout}")
         for name, limit in (("max_lm_calls", max_lm_calls), ("max_tokens", max_tokens)):
             if limit is not None and limit < 1:
                 raise ValueError(f"{name} must be a positive number or None, got {limit}")
@@ -167,6 +176,7 @@ class PersonaAlignment(Teleprompter):
             raise ValueError(f"need 0 < min_persona_chars < {MAX_PERSONA_CHARS} (the persona budget)")
         self.metric = metric
         self.num_recent = num_recent
+        self.num_holdout = num_holdout
         self.max_iterations = max_iterations
         self.gate = gate
         self.stop_when_perfect = stop_when_perfect
@@ -202,7 +212,8 @@ class PersonaAlignment(Teleprompter):
                 optional ``memory_id`` and ``timestamp``); the latest ``num_recent`` are used.
                 Defaults to ``student.trainset()``, the user's own history.
             teacher: unused; accepted for the Teleprompter contract.
-            valset: examples the gate scores on instead of the batch; None gates on the batch.
+            valset: examples the gate scores on instead of the batch and held-out items; None
+                gates on the batch plus the ``num_holdout`` interactions before it.
             run_id: groups the traces of several users compiled together. Defaults to a new id.
 
         Returns:
@@ -219,7 +230,9 @@ class PersonaAlignment(Teleprompter):
         program = student.deepcopy()
         run_id = run_id or new_run_id()
         user_id = program.user_id
-        batch = latest_examples(student.trainset() if trainset is None else trainset, self.num_recent)
+        holdout = self.num_holdout if self.gate and valset is None else 0
+        recent = latest_examples(student.trainset() if trainset is None else trainset, self.num_recent + holdout)
+        batch, held_out = recent[-self.num_recent :], recent[: -self.num_recent]
         if not batch:
             raise EmptyHistory(f"user {user_id!r}: alignment needs at least one interaction in the trainset")
         accepted_edits, iterations_run = 0, 0
@@ -240,12 +253,12 @@ class PersonaAlignment(Teleprompter):
                 config=self.config(),
                 batch_ids=tuple(str(ex.get("memory_id") or i) for i, ex in enumerate(batch)),
             )
-            # STEP 1: simulate the batch (and the valset, if any) with the current persona.
-            logger.info("user %r: simulating %d interactions", user_id, len(batch))
+            # STEP 1: simulate the batch, and what the gate scores besides (the valset, or the
+            # held-out recent items), with the current persona.
+            logger.info("user %r: simulating %d interactions", user_id, len(recent))
+            gate_only = self._simulate(run, program, valset or held_out, phase="valset", iteration=1)
             simulated = self._simulate(run, program, batch, phase="batch", iteration=1)
-            gate_items = (
-                simulated if valset is None else self._simulate(run, program, valset, phase="valset", iteration=1)
-            )
+            gate_items = gate_only if valset is not None else gate_only + simulated
             score_initial = score_current = mean_score(gate_items)
 
             for iteration in range(1, self.max_iterations + 1):
@@ -291,7 +304,7 @@ class PersonaAlignment(Teleprompter):
                 edited = program.with_persona(candidate)
                 if self.gate:
                     with metered() as step:
-                        trial = self._simulate(run, edited, valset or batch, phase="trial", iteration=iteration)
+                        trial = self._simulate(run, edited, valset or recent, phase="trial", iteration=iteration)
                     verdict = gate_verdict(gate_items, trial)
                     gate_usage = step.usage
                 else:
@@ -320,7 +333,7 @@ class PersonaAlignment(Teleprompter):
                     run_id=run_id,
                 )
                 if self.gate and valset is None:
-                    simulated = trial  # the gate already re-answered the batch with this persona
+                    simulated = trial[-len(batch) :]  # the gate already re-answered the batch
                 elif iteration < self.max_iterations:
                     simulated = self._simulate(run, program, batch, phase="batch", iteration=iteration + 1)
 
@@ -382,7 +395,13 @@ class PersonaAlignment(Teleprompter):
                         exclude_ids=[item_id] if example.get("memory_id") else [],
                     )
                     scored = call_metric(run.metric, example, prediction)
-                    item = SimulatedItem(example, prediction.answer, scored.score, scored.feedback)
+                    item = SimulatedItem(
+                        example,
+                        prediction.answer,
+                        scored.score,
+                        scored.feedback,
+                        retrieved=tuple(getattr(prediction, "retrieved", None) or ()),
+                    )
                 except Exception as exc:  # an unparseable or failed answer scores 0; the run goes on
                     logger.warning("simulation of %s failed: %s", item_id, exc)
                     run.write(StepSkipped, iteration=iteration, step="simulate", error=_short(exc))
@@ -414,14 +433,15 @@ class PersonaAlignment(Teleprompter):
             item_id = str(item.example.get("memory_id") or index)
             with metered() as step, self._prompt_model_scope():
                 try:
-                    # The interaction, the answers and the metric's words are quoted data: text
-                    # stored by the user must not instruct the model that rewrites the persona.
+                    # Facts first (the guess, the truth, the verdict, the user's own related
+                    # choices), so a small model states a habit instead of guessing one. All of it
+                    # is quoted data: stored text must not instruct the model that edits the persona.
                     critique = critic(
-                        persona=program.persona_text,
                         query=quote(str(item.example.query)),
-                        assistant_answer="(no answer)" if item.answer is None else quote(str(item.answer)),
-                        user_answer=quote(str(item.example.answer)),
-                        feedback=defuse_markers(item.feedback),
+                        assistant_guess="(no answer)" if item.answer is None else quote(str(item.answer)),
+                        user_choice=quote(str(item.example.answer)),
+                        verdict=defuse_markers(item.feedback),
+                        related_past_choices=format_memories(item.retrieved),
                     ).critique.strip()
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dspy.utils import DummyLM
 
 from personaagent import cli
 from personaagent.config import Settings, load_settings
 from personaagent.memory.store import EdgeStore, MemoryStore
 from personaagent.runtime.embedder import HashingEmbedder
+from personaagent.testing import LMRequest, ScriptedLM
 from personaagent.testing import ScriptedLM
 from personaagent.workspace import Workspace
 
@@ -46,9 +46,10 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-# --- the command line: a Workspace with a DummyLM and the hashing embedder -----------------------
+# --- the command line: a Workspace with a scripted LM and the hashing embedder -----------------------
 
 #: Every LM call of a CLI test gets these fields; each predictor parses the ones it asks for.
+#: The answer follows the persona (see ``_cli_script``), so an edit can really win the gate.
 CLI_LM_FIELDS = {
     "answer": "sports",
     "tool_name": "finish",
@@ -58,7 +59,13 @@ CLI_LM_FIELDS = {
     "new_persona": "You are a personal assistant for a reporter who files most of their stories under politics.",
 }
 
-#: A small history: one user, mostly politics, so the DummyLM's "sports" is often wrong.
+def _cli_script(request: LMRequest) -> dict[str, str]:
+    """CLI_LM_FIELDS, answering "politics" once the persona is the edited one, else "sports"."""
+    edited = CLI_LM_FIELDS["new_persona"] in request.system
+    return {**CLI_LM_FIELDS, "answer": "politics" if edited else "sports"}
+
+
+#: A small history: one user, mostly politics, so the unedited persona's "sports" is often wrong.
 CLI_HISTORY = [
     {"user_id": "alice", "query": f"{topic} story number {n}", "response": label,
      "timestamp": f"2024-01-0{n}T00:00:00Z"}
@@ -72,10 +79,10 @@ CLI_HISTORY = [
 
 @pytest.fixture
 def cli_workspace(tmp_path: Path, hashing_embedder: HashingEmbedder) -> Iterator[Workspace]:
-    """A Workspace for CLI tests: a folder store (it must outlive one invocation), a DummyLM."""
+    """A Workspace for CLI tests: a folder store (it must outlive one invocation), a scripted LM."""
     workspace = Workspace(
         load_settings(store=str(tmp_path / "cli-store")),
-        lm=DummyLM({"": CLI_LM_FIELDS}),  # "" is in every prompt: the same reply to every call
+        lm=ScriptedLM(_cli_script),
         embedder=hashing_embedder,
     )
     yield workspace

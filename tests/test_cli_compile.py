@@ -68,7 +68,7 @@ def test_ask_answers_with_persona_and_memories(invoke, history_file: Path) -> No
 
 def test_ask_json_after_compile(invoke, compiled_run: str) -> None:
     answer = json.loads(invoke("ask", "alice", "Election night", "--labels", "politics,sports", "--json").stdout)
-    assert answer["answer"] == "sports" and answer["persona_version"] == 2
+    assert answer["answer"] == "politics" and answer["persona_version"] == 2  # the compiled persona steers
     assert answer["used_tools"] == []
     assert len(answer["retrieved"]) == 5 and {"memory_id", "query", "response", "score"} <= set(answer["retrieved"][0])
 

@@ -21,7 +21,8 @@ def test_list_shows_the_run(invoke, compiled_run: str) -> None:
     assert run["run_id"] == compiled_run
     [user] = run["users"]
     assert user["user_id"] == "alice" and user["status"] == "edited" and user["persona_version"] == 2
-    assert user["score_initial"] == 0.0 and user["score_final"] == 0.0
+    # Scored on all 5 interactions (3 batch + 2 held out): only the sports one was right before.
+    assert user["score_initial"] == 0.2 and user["score_final"] == 0.8
 
 
 def test_list_without_runs(invoke) -> None:
@@ -40,8 +41,8 @@ def test_show_walks_through_the_iteration(invoke, compiled_run: str) -> None:
     assert "critique: " + CLI_LM_FIELDS["critique"] in text
     assert "gradient (3 critiques):\n      1. " + CLI_LM_FIELDS["critique"] in text  # identical ones merge
     assert "persona diff:" in text and "+" + CLI_LM_FIELDS["new_persona"] in text
-    assert "gate: accepted (score 0.000 >= 0.000); score 0.000 -> 0.000" in text
-    assert "finished: edited, score 0.000 -> 0.000, persona v2" in text
+    assert "gate: accepted (score 0.800 > 0.200); score 0.200 -> 0.800" in text
+    assert "finished: edited, score 0.200 -> 0.800, persona v2" in text
     assert "stored as persona v2 (parent v1)" in text
     assert "LM calls" in text
     assert invoke("trace", "show", compiled_run, "--user", "alice").stdout == text

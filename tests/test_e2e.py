@@ -63,7 +63,7 @@ def test_alignment_with_the_real_model_is_traced_step_by_step(real):
         assert "critiqued" in kinds or "step_skipped" in kinds
         assert "gated" in kinds or any(e.kind == "step_skipped" for e in trace.events)
     for gate in (e for e in trace.events if isinstance(e, Gated)):
-        assert gate.accepted == (gate.score_after >= gate.score_before)
+        assert gate.accepted == (gate.score_after > gate.score_before)
     # At least one LM call per simulated answer (use_actions=False), plus any critique and edit.
     assert aligned.alignment_result.usage.calls >= kinds.count("simulated") + kinds.count("critiqued")
     assert aligned.alignment_result.usage.tokens > 0

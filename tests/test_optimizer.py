@@ -64,20 +64,40 @@ def test_paper_cost_without_gate_is_seven_calls_per_iteration(workspace):
     assert aligned.persona_text == GOOD_PERSONA
 
 
-def test_gate_adds_one_resimulation_of_the_batch(workspace):
+def test_gate_scores_the_batch_and_held_out_items_before_and_after(workspace):
     ws = workspace(persona_sensitive())
-    agent = add_history(ws, "u1", ["SPORTS"] * 5)
-    aligned = PersonaAlignment(num_recent=3, max_iterations=3).compile(agent)
+    agent = add_history(ws, "u1", ["SPORTS"] * 7)
+    aligned = PersonaAlignment(num_recent=3, num_holdout=2, max_iterations=3).compile(agent)
     result = aligned.alignment_result
-    assert result.usage.calls == 10  # 7 + 3 gate simulations; then every answer is right: stop
+    # 5 simulations (2 held out + 3 batch) + 3 critiques + 1 update + 5 gate simulations; then
+    # every answer is right: stop. The 2 oldest interactions are never simulated.
+    assert result.usage.calls == 14
     assert result.iterations == 1
     assert (result.score_initial, result.score_final) == (0.0, 1.0)
     assert result.status == "edited"
-    kinds = [event.kind for event in aligned.alignment_result.trace.events]
-    assert kinds == (
-        ["compile_started"] + ["simulated"] * 3 + ["critiqued"] * 3 + ["aggregated", "edited"]
-        + ["simulated"] * 3 + ["gated", "compile_finished"]
+    events = aligned.alignment_result.trace.events
+    assert [event.kind for event in events] == (
+        ["compile_started"] + ["simulated"] * 5 + ["critiqued"] * 3 + ["aggregated", "edited"]
+        + ["simulated"] * 5 + ["gated", "compile_finished"]
     )
+    first = [(e.phase, e.query) for e in events if e.kind == "simulated"][:5]
+    assert first == [("valset", f"u1 match report number {day}") for day in (2, 3)] + [
+        ("batch", f"u1 match report number {day}") for day in (4, 5, 6)
+    ]
+    # The gradient comes from the batch only, never from the items the gate holds out.
+    batch_ids = {e.interaction_id for e in events if e.kind == "simulated" and e.phase == "batch"}
+    assert {e.interaction_id for e in events if e.kind == "critiqued"} == batch_ids
+
+
+def test_a_tie_at_the_gate_is_not_a_win(workspace):
+    # The edit changes nothing the metric sees (the answers stay POLITICS): 0.0 -> 0.0.
+    ws = workspace(persona_sensitive(edit="You are a careful assistant who reads every story twice."))
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    aligned = PersonaAlignment().compile(agent)
+    (gate,) = [e for e in aligned.alignment_result.trace.events if isinstance(e, Gated)]
+    assert (gate.accepted, gate.score_before, gate.score_after) == (False, 0.0, 0.0)
+    assert gate.reason == "score 0.000 <= 0.000"
+    assert aligned.alignment_result.status == "unchanged" and aligned.persona_text == agent.persona_text
 
 
 def test_compile_is_pure_and_the_commit_carries_the_provenance(workspace):
@@ -235,7 +255,9 @@ def test_compile_users_resumes_and_skips_finished_users(workspace):
     again = compile_users(ws, ["a", "b", "c"], aligner=aligner, agent_options=options)
     assert [r.user_id for r in again] == ["a", "b", "c"]
     assert again[0] == first[0] and again[1] == first[1]  # not redone
-    assert len(ws.lm.requests) - calls_before == 1 + 10  # only c: its profile, then one aligned iteration
+    # Only c: its profile, then one iteration: 4 simulations (3 batch + 1 held out), 3 critiques,
+    # 1 edit, 4 gate simulations.
+    assert len(ws.lm.requests) - calls_before == 1 + 12
     # Another configuration is another job: nothing is skipped.
     other = compile_users(ws, ["a"], aligner=PersonaAlignment(num_recent=2), agent_options=options)
     assert other[0].run_id != first[0].run_id
@@ -288,7 +310,7 @@ def test_gate_rejects_an_edit_under_which_answers_fail(workspace):
     agent, before = seed(agent)
     aligned = PersonaAlignment().compile(agent)
     gate = next(e for e in aligned.alignment_result.trace.events if isinstance(e, Gated))
-    assert not gate.accepted and "3 simulations failed" in gate.reason
+    assert not gate.accepted and "4 simulations failed" in gate.reason  # 3 batch + 1 held-out item
     assert ws.personas.current("u1") == before
 
 

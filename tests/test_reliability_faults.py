@@ -104,7 +104,8 @@ def seeded_agent(ws, answer_format=LABELS, **options):
 
 
 def align(ws, agent):
-    return PersonaAlignment(num_recent=3).compile(agent)
+    # No held-out items: these tests count the faults of the batch's 3 simulations.
+    return PersonaAlignment(num_recent=3, num_holdout=0).compile(agent)
 
 
 def skipped(aligned) -> list[StepSkipped]:

@@ -78,7 +78,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         for day, topic in enumerate(TOPICS):
             # The truth names the label SPORTS (records.match_label), which the seed persona never
             # answers: every user's compile makes an edit.
-            agent.observe(f"{topic} {tag} private note", f"SPORTS {tag}", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
+            # "SPORTS": the scripted edit then really improves the gate's score, so every user gets
+            # an aligned persona version too; the tag in the query marks the memory as theirs.
+            agent.observe(f"{topic} {tag} private note", "SPORTS", timestamp=datetime(2022, 1, 1) + timedelta(days=day))
         ws.knowledge.add_documents(user_id, [f"{topic} document {tag}" for topic in TOPICS])
         stored = ws.personas.add(user_id, f"You answer for the user tagged {tag}.", PersonaProvenance(source="manual"))
         commit_aligned(aligner.compile(agent.with_persona(stored), run_id=run_id), traces_dir=ws.settings.traces_dir)
