@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
@@ -61,12 +61,12 @@ _CHARS_PER_TOKEN = 3
 def memory_demos(memories: Sequence[Memory]) -> list[dspy.Example]:
     """Retrieved memories as few-shot demonstrations of the answer predictor, most similar last.
 
-    The user's own past query -> response turns are the strongest evidence of how they answer.
-    Measured with SmolLM2-135M on 18 dev news queries: accuracy 0.00 with the memories only as
-    context text, 0.67 with them also as demonstrations (small models imitate demonstrated turns).
-    Notes without a response are not demonstrations. The stored text keeps its words but not
-    DSPy's field markers (``quoting.defuse_markers``): a demonstration turn must hold exactly the
-    fields its signature says, whatever the user's text contains.
+    Used only for models that need them (``PackagedModel.memories_as``): a tiny model imitates
+    demonstrated turns but cannot use the same memories as context text, while on a capable model
+    the demonstrations' majority answer outvotes the persona (RESULTS.md, "How memories reach the
+    answer"). Notes without a response are not demonstrations. The stored text keeps its words but
+    not DSPy's field markers (``quoting.defuse_markers``): a demonstration turn must hold exactly
+    the fields its signature says, whatever the user's text contains.
     """
     return [
         dspy.Example(
@@ -152,6 +152,10 @@ class PersonaAgent(dspy.Module):
             ablation). Defaults to True.
         use_memory: retrieve past interactions (the "w/o memory" ablation). Defaults to True.
         use_actions: let the LM call tools (the "w/o action" ablation). Defaults to True.
+        memories_as: how the answer predictor gets the retrieved memories: ``"context"`` (text
+            beside the query; the persona can steer the answer) or ``"demos"`` (also as few-shot
+            turns). Defaults to what was measured best for the workspace's model
+            (``Workspace.memories_as``).
 
     Examples:
         >>> agent = PersonaAgent("u1")  # doctest: +SKIP
@@ -171,6 +175,7 @@ class PersonaAgent(dspy.Module):
         use_persona: bool = True,
         use_memory: bool = True,
         use_actions: bool = True,
+        memories_as: Literal["context", "demos"] | None = None,
     ) -> None:
         super().__init__()
         if k < 1:
@@ -183,6 +188,7 @@ class PersonaAgent(dspy.Module):
         self.use_persona = use_persona
         self.use_memory = use_memory
         self.use_actions = use_actions
+        self.memories_as = memories_as or self.workspace.memories_as
         self.respond = dspy.Predict(response_signature(self.answer_format))
         builtin = BUILTIN_TOOL_NAMES if use_memory else (KNOWLEDGE_LOOKUP,)
         self.act = ActionModule([*builtin, *(tool.name for tool in self.extra_tools)], max_steps=max_tool_steps)
@@ -436,7 +442,10 @@ class PersonaAgent(dspy.Module):
                     ) from None
                 for call in used_tools:
                     context += f"\n[{call.name}] {call.observation}"
-            answer = self._answer(query=query, context=context, demos=memory_demos(retrieved))
+            # Memories are always in the context; as demonstrations too only where the model was
+            # measured to need them, since demonstrated answers outvote the persona.
+            demos = memory_demos(retrieved) if self.memories_as == "demos" else []
+            answer = self._answer(query=query, context=context, demos=demos)
         return dspy.Prediction(answer=answer, used_tools=used_tools, retrieved=retrieved)
 
     def _answer(self, **inputs) -> str | float:

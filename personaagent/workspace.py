@@ -12,7 +12,7 @@ import threading
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import dspy
 
@@ -20,7 +20,7 @@ from personaagent import telemetry
 from personaagent.config import Settings, load_settings
 from personaagent.memory import EpisodicMemory, KnowledgeBase, SemanticMemory, open_store
 from personaagent.persona import PersonaBook
-from personaagent.runtime import Embedder, adapter_for, build_embedder, build_lm
+from personaagent.runtime import LOCAL_MODELS, Embedder, adapter_for, build_embedder, build_lm
 
 __all__ = ["Workspace"]
 
@@ -80,6 +80,13 @@ class Workspace:
         """Run DSPy calls on this workspace's LM (and the adapter the local LM needs)."""
         with dspy.context(**self.lm_settings()):
             yield
+
+    @property
+    def memories_as(self) -> Literal["context", "demos"]:
+        """How the answer predictor gets retrieved memories on this workspace's model: ``"demos"``
+        for a packaged model measured to need them as few-shot turns, else ``"context"``."""
+        name = getattr(getattr(self.lm, "engine", None), "model_name", None)
+        return LOCAL_MODELS[name].memories_as if name in LOCAL_MODELS else "context"
 
     def lm_settings(self) -> dict[str, Any]:
         """The LM and the adapter it needs (JSON for the embedded model), as dspy.context keywords."""

@@ -148,16 +148,57 @@ def test_a_context_overflow_becomes_query_too_long(tmp_path, hashing_embedder):
             agent("a question")
 
 
-def test_retrieved_memories_are_demonstrations_of_the_answer(ws):
+def test_retrieved_memories_are_demonstrations_only_where_the_model_needs_them(ws):
     agent = fill(ws, "alice", [("pasta recipes for winter", "FOOD"), ("election night", "POLITICS")])
     agent.observe("a note to self", "")  # a note has no response: not a demonstration
+    assert agent.memories_as == "context"  # a fake LM is no packaged model: context only
     agent("pasta recipes")
+    answer_call = ws.lm.history[-1]["messages"]
+    assert len(answer_call) == 2  # system + the query: no demonstration turns
+    assert "pasta recipes for winter" in answer_call[-1]["content"]  # the memories are context
+
+    demo_agent = PersonaAgent("alice", workspace=ws, answer_format=LABELS, memories_as="demos")
+    demo_agent("pasta recipes")
     answer_call = ws.lm.history[-1]["messages"]
     turns = [m["content"] for m in answer_call[1:-1]]  # between the system prompt and the query
     assert any("pasta recipes for winter" in turn for turn in turns)
     assert any("FOOD" in turn for turn in turns)
     assert not any("a note to self" in turn for turn in turns)
     assert "pasta recipes for winter" in answer_call[-3]["content"]  # the most similar is the last demo
+
+
+def _imitating_script(request):
+    """Without demonstrated turns, follow a persona that states a habit ("... under SPORTS")."""
+    if request.asks_for("tool_name"):
+        return {"tool_name": "finish", "tool_input": ""}
+    return {"answer": "SPORTS" if "under SPORTS" in request.system else "POLITICS"}
+
+
+@pytest.mark.parametrize(("memories_as", "steered"), [("context", True), ("demos", False)])
+def test_a_persona_steers_the_answer_only_when_memories_are_not_demonstrations(
+    tmp_path, hashing_embedder, memories_as, steered
+):
+    class Imitating(ScriptedLM):
+        def __call__(self, prompt=None, messages=None, **kwargs):
+            turns = (messages or [])[1:-1]
+            demonstrated = [t["content"] for t in turns if t["role"] == "assistant"]
+            if demonstrated:  # few-shot turns win over the system prompt, as measured on Qwen 1.5B
+                self.requests.append(None)
+                return [demonstrated[-1]]
+            return super().__call__(prompt=prompt, messages=messages, **kwargs)
+
+    lm = Imitating(_imitating_script)
+    with Workspace(Settings(home=tmp_path, store=":memory:"), lm=lm, embedder=hashing_embedder) as ws:
+        fill(ws, "alice", [(f"Cup final report {i}", "POLITICS") for i in range(3)])
+        agent = PersonaAgent("alice", workspace=ws, answer_format=LABELS, memories_as=memories_as)
+        habit = "You are alice's assistant. You file match reports under SPORTS, even about politicians."
+        before = agent("Cup final report").answer
+        after = agent.with_persona(habit)("Cup final report").answer if hasattr(agent, "with_persona") else None
+        if after is None:
+            agent.set_persona(habit)
+            after = agent("Cup final report").answer
+    assert before == "POLITICS"
+    assert after == ("SPORTS" if steered else "POLITICS")
 
 
 def test_a_users_own_tool_is_offered_chosen_and_recorded(tmp_path, hashing_embedder):

@@ -90,3 +90,20 @@ def test_score_ratings_uses_fallback_for_unparsed_answers() -> None:
 def test_score_ratings_rejects_non_numeric_gold() -> None:
     with pytest.raises(ValueError, match="gold rating"):
         score_ratings(["great"], ["4"], (1.0, 5.0), [3.0])
+
+
+def test_paired_comparison_counts_discordant_queries_and_brackets_the_difference() -> None:
+    from personaagent.evaluation.metrics import paired_comparison
+
+    # A right on 30 of 60, B right on 20; A alone right on 15, B alone on 5.
+    a = [0.0] * 30 + [1.0] * 30
+    b = [0.0] * 15 + [1.0] * 15 + [0.0] * 5 + [1.0] * 25
+    result = paired_comparison("A", a, "B", b)
+    assert (result.num_queries, result.a_better, result.b_better) == (60, 15, 5)
+    assert result.mean_difference == pytest.approx(-10 / 60)
+    assert result.ci_low < result.mean_difference < result.ci_high < 0
+    assert result.significant
+    same = paired_comparison("A", a, "A again", a)
+    assert (same.mean_difference, same.ci_low, same.ci_high, same.significant) == (0.0, 0.0, 0.0, False)
+    with pytest.raises(ValueError):
+        paired_comparison("A", a, "B", b[:-1])

@@ -25,6 +25,9 @@ __all__ = [
     "Scores",
     "score_labels",
     "score_ratings",
+    "PairedComparison",
+    "paired_comparison",
+    "format_paired_table",
 ]
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -124,3 +127,88 @@ def score_ratings(
         metrics={"mae": mae(gold_values, preds), "rmse": rmse(gold_values, preds)},
         parse_failures=sum(p is None for p in parsed),
     )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two methods compared on the same queries, query by query.
+
+    ``losses`` are per-query: 0/1 errors for labels (so the mean is 1 - accuracy) or absolute
+    errors for ratings (so the mean is MAE). The difference is ``mean(loss_a - loss_b)``:
+    negative means method A is better. Its 95% interval is the normal approximation over the
+    paired per-query differences (for 0/1 losses this is the Wald interval of McNemar's design),
+    adequate from about 30 queries on; below that, read the win counts, not the interval.
+
+    Attributes:
+        method_a, method_b: The methods' names.
+        num_queries: Queries both answered (the same queries).
+        a_better: Queries where A's loss is lower (labels: A right, B wrong).
+        b_better: Queries where B's loss is lower.
+        mean_difference: ``mean(loss_a - loss_b)``.
+        ci_low, ci_high: The 95% interval of ``mean_difference``.
+    """
+
+    method_a: str
+    method_b: str
+    num_queries: int
+    a_better: int
+    b_better: int
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the 95% interval excludes 0."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def paired_comparison(
+    method_a: str, losses_a: Sequence[float], method_b: str, losses_b: Sequence[float]
+) -> PairedComparison:
+    """Compare two methods' per-query losses on the same queries (see :class:`PairedComparison`).
+
+    Raises:
+        ValueError: The loss lists differ in length or are empty.
+    """
+    _check_lengths(losses_a, losses_b)
+    differences = [a - b for a, b in zip(losses_a, losses_b)]
+    n = len(differences)
+    mean = sum(differences) / n
+    variance = sum((d - mean) ** 2 for d in differences) / (n - 1) if n > 1 else 0.0
+    half_width = 1.96 * math.sqrt(variance / n)
+    return PairedComparison(
+        method_a=method_a,
+        method_b=method_b,
+        num_queries=n,
+        a_better=sum(d < 0 for d in differences),
+        b_better=sum(d > 0 for d in differences),
+        mean_difference=mean,
+        ci_low=mean - half_width,
+        ci_high=mean + half_width,
+    )
+
+
+def format_paired_table(comparisons: Sequence[PairedComparison], *, loss_name: str) -> str:
+    """A markdown table of paired comparisons, one row each.
+
+    Args:
+        comparisons: The comparisons.
+        loss_name: What the per-query loss is, for the header (e.g. ``"error rate"``, ``"MAE"``).
+    """
+    header = ["A", "B", "queries", "A better", "B better", f"{loss_name} A - B", "95% interval", "significant"]
+    rows = [header, ["---"] * len(header)]
+    for c in comparisons:
+        rows.append(
+            [
+                c.method_a,
+                c.method_b,
+                str(c.num_queries),
+                str(c.a_better),
+                str(c.b_better),
+                f"{c.mean_difference:+.3f}",
+                f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]",
+                "yes" if c.significant else "no",
+            ]
+        )
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from personaagent.evaluation.metrics import Scores, score_labels, score_ratings
+from personaagent.evaluation.metrics import Scores, match_label, parse_rating, score_labels, score_ratings
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, LMUsage
 
-__all__ = ["MethodAnswer", "Method", "run_method", "score_examples", "format_results_table"]
+__all__ = ["MethodAnswer", "Method", "run_method", "score_examples", "query_losses", "format_results_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,23 @@ def score_examples(examples: Sequence[TaskExample], answers: Sequence[str]) -> S
         return score_labels(golds, answers, spec.labels)
     assert spec.rating_range is not None  # TaskSpec guarantees it for rating tasks
     return score_ratings(golds, answers, spec.rating_range, [_mean_rating(e) for e in examples])
+
+
+def query_losses(examples: Sequence[TaskExample], answers: Sequence[str]) -> list[float]:
+    """Each answer's loss, parsed as :func:`score_examples` parses it: for labels 0 (right) or 1
+    (wrong or unparseable); for ratings the absolute error (an unparseable answer falls back to
+    the user's mean profile rating). Their mean is 1 - accuracy, or the MAE."""
+    spec = examples[0].spec
+    if spec.kind == "label":
+        return [float(match_label(a, spec.labels) != e.gold) for e, a in zip(examples, answers, strict=True)]
+    low, high = spec.rating_range or (0.0, 0.0)
+    losses = []
+    for example, answer in zip(examples, answers, strict=True):
+        value = parse_rating(answer, low, high)
+        gold = parse_rating(example.gold, low, high)
+        assert gold is not None  # score_examples rejects a non-numeric gold first
+        losses.append(abs((value if value is not None else _mean_rating(example)) - gold))
+    return losses
 
 
 def _mean_rating(example: TaskExample) -> float:

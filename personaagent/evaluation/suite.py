@@ -2,7 +2,8 @@
 
 The run works in a fresh in-process memory store and its own folder, so evaluating never touches
 a user's real memories or personas. Results are written as ``results.json`` and ``results.md``,
-and each method's answers as ``predictions-<method>.jsonl``.
+and each method's answers as ``predictions-<method>.jsonl``. ``paired.md`` compares the reference
+method (PersonaAgent when it ran) with every other method query by query.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TextIO
 from personaagent.config import MEMORY
 from personaagent.evaluation.baselines import baselines_for
 from personaagent.evaluation.methods import LLM_METHODS, build_method, method_slug
-from personaagent.evaluation.runner import MethodAnswer, format_results_table, run_method
+from personaagent.evaluation.metrics import format_paired_table, paired_comparison
+from personaagent.evaluation.runner import MethodAnswer, format_results_table, query_losses, run_method
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, Interaction
 from personaagent.workspace import Workspace
@@ -68,6 +70,7 @@ def run_suite(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = workspace.settings.model_copy(update={"home": out_dir, "store": MEMORY})
     results: list[EvalResult] = []
+    losses: dict[str, list[float]] = {}
     with Workspace(settings, lm=workspace.lm, embedder=workspace.embedder) as run:
         for name in methods:
             chosen = (
@@ -77,13 +80,37 @@ def run_suite(
             )
             for method in chosen:
                 logger.info("evaluating %s on %d %s queries", method.name, len(examples), spec.name)
+                answers: list[str] = []
                 with open(out_dir / f"predictions-{method_slug(method.name)}.jsonl", "w", encoding="utf-8") as saved:
-                    result = run_method(examples, method, on_prediction=lambda ex, pred: _save(saved, ex, pred))
+
+                    def keep(example: TaskExample, prediction: MethodAnswer) -> None:
+                        answers.append(prediction.text)
+                        _save(saved, example, prediction)
+
+                    result = run_method(examples, method, on_prediction=keep)
                 results.append(result)
+                losses[method.name] = query_losses(examples, answers)
                 if on_result is not None:
                     on_result(result)
                 _write(out_dir, results)
+                _write_paired(out_dir, losses, spec.kind)
     return results
+
+
+#: The method the paired table compares with every other, when it ran.
+_REFERENCE_METHOD = "PersonaAgent"
+
+
+def _write_paired(out_dir: Path, losses: dict[str, list[float]], kind: str) -> None:
+    reference = _REFERENCE_METHOD if _REFERENCE_METHOD in losses else next(iter(losses))
+    comparisons = [
+        paired_comparison(reference, losses[reference], name, other)
+        for name, other in losses.items()
+        if name != reference
+    ]
+    if comparisons:
+        loss_name = "error rate" if kind == "label" else "MAE"
+        (out_dir / "paired.md").write_text(format_paired_table(comparisons, loss_name=loss_name) + "\n", encoding="utf-8")
 
 
 def _save(handle: TextIO, example: TaskExample, prediction: MethodAnswer) -> None:
