@@ -373,6 +373,19 @@ class PersonaAgent(dspy.Module):
                 f"limit is {limit:,} characters. Shorten the query or use a model with a larger context."
             )
 
+    def _tool_choice_can_matter(self, read_only: bool) -> bool:
+        """Whether a tool could add anything to the answer's context.
+
+        While a past interaction is re-answered (``read_only``, as alignment does), with no tool
+        of the user's own: ``memory_search`` repeats the retrieval already in the context,
+        ``memory_update`` writes nothing, and ``knowledge_lookup`` finds nothing for a user
+        without documents. The tool-choice call could then change no answer, so it is skipped
+        (one LM call less per simulated interaction).
+        """
+        if self.extra_tools or not self.use_memory or not read_only:
+            return True
+        return self.workspace.knowledge.count(self.user_id) > 0
+
     def forward(
         self,
         query: str,
@@ -418,13 +431,14 @@ class PersonaAgent(dspy.Module):
         context = format_memories(retrieved) if self.use_memory else "(memory not used)"
         used_tools = []
         with self.workspace.lm_context(), _context_overflow_as_query_too_long():
-            if self.use_actions:
+            read_only = before is not None or bool(exclude_ids)
+            if self.use_actions and self._tool_choice_can_matter(read_only):
                 tools = builtin_tools(
                     self.user_id,
                     episodic=episodic,
                     knowledge=self.workspace.knowledge,
                     k=self.k,
-                    read_only=before is not None or bool(exclude_ids),
+                    read_only=read_only,
                     before=before,
                     exclude_ids=exclude_ids,
                 )

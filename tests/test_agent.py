@@ -3,7 +3,7 @@ called and recorded, bad input gets a clear error, state survives a restart."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -320,3 +320,16 @@ def test_the_top_level_package_exports_the_whole_workflow():
     assert personaagent.ContinualAlignment is ContinualAlignment
     assert personaagent.TraceReader is TraceReader and personaagent.format_trace is format_trace
     assert all(hasattr(personaagent, name) for name in personaagent.__all__)
+
+
+def test_re_answering_the_past_skips_the_tool_choice_only_when_no_tool_could_help(ws):
+    agent = fill(ws, "alice", [("pasta recipes for winter", "FOOD"), ("election night", "POLITICS")])
+    asked = lambda: sum(r.asks_for("tool_name") for r in ws.lm.requests)  # noqa: E731
+    before = asked()
+    agent("pasta recipes", before=datetime(2022, 1, 2, tzinfo=timezone.utc))  # re-answering: memory is read-only
+    assert asked() == before  # memory tools repeat the context, no documents: no call
+    agent("pasta recipes")  # a live answer may still save a note
+    assert asked() == before + 1
+    ws.knowledge.add_documents("alice", ["Alice's cookbook: pasta is FOOD."])
+    agent("pasta recipes", before=datetime(2022, 1, 2, tzinfo=timezone.utc))
+    assert asked() == before + 2  # a document could change the answer: the tool is offered

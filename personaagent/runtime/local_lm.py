@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from dspy.lm15 import Request
 
 __all__ = [
+    "GrammarJSONAdapter",
     "LlamaCppEngine",
     "adapter_for",
     "build_lm",
@@ -81,7 +82,12 @@ def load_cpu_backend() -> str:
         except ImportError as exc:
             raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
         lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
-        variants = sorted(lib_dir.glob("libggml-cpu-*.so"))
+        # ggml installs its runtime-loaded backends as executables' neighbours: in the wheel's
+        # bin/ folder, which lands in site-packages/bin.
+        variants = sorted(
+            path for folder in (lib_dir, Path(llama_cpp.__file__).parent.parent / "bin")
+            for path in folder.glob("libggml-cpu-*.so")
+        )
         if not variants:
             _cpu_variant = "built-in"
             return _cpu_variant
@@ -98,7 +104,9 @@ def load_cpu_backend() -> str:
         if not scored:
             raise ModelNotAvailable(f"no llama.cpp CPU backend in {lib_dir} runs on this CPU; {_LLAMA_HINT}")
         _score, name, path = max(scored)
-        ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))  # the copy llama_cpp already loaded
+        # The copy libllama already loaded, by its soname: a wheel holds libggml.so, .so.0 and
+        # .so.0.x as separate files, and opening another one would load a second registry.
+        ggml = ctypes.CDLL(str(lib_dir / "libggml.so.0"))
         ggml.ggml_backend_load.restype = ctypes.c_void_p
         ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
         # Registered before llama.cpp's first backend init, which then skips its own search (it
@@ -125,6 +133,8 @@ class LlamaCppEngine:
             no ``model_path`` is given. Defaults to :data:`~personaagent.runtime.models.DEFAULT_LOCAL_MODEL`.
         context_tokens: Context window in tokens (prompt plus answer). Defaults to 2048.
         threads: CPU threads for llama.cpp. Defaults to :data:`DEFAULT_THREADS`.
+        prefix_cache_bytes: RAM for saved KV states whose prefixes later prompts reuse; 0 turns
+            the cache off. Defaults to 1 GiB.
         seed: Sampling seed, so runs at temperature > 0 repeat too. Defaults to 0.
 
     Raises:
@@ -146,6 +156,7 @@ class LlamaCppEngine:
         context_tokens: int = 2048,
         threads: int | None = None,
         seed: int = _DEFAULT_SEED,
+        prefix_cache_bytes: int = 1 << 30,
     ) -> None:
         # Only an explicit path is saved by dump_state; the packaged model is found again on load,
         # because its absolute path differs between environments.
@@ -157,6 +168,7 @@ class LlamaCppEngine:
         self.context_tokens = context_tokens
         self.threads = threads
         self.seed = seed
+        self.prefix_cache_bytes = prefix_cache_bytes
         self._lock = threading.Lock()
         self._llama: Any = None
         self._formatter: Any = None
@@ -287,6 +299,11 @@ class LlamaCppEngine:
                 bos_token=_token_text(llama, bos),
                 stop_token_ids=[eos],
             )
+            if self.prefix_cache_bytes:
+                # llama.cpp keeps one KV sequence, so alternating predictors (tool choice, answer)
+                # would each prefill their shared system prompt again; the cache restores the
+                # longest matching prefix saved by an earlier call.
+                llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prefix_cache_bytes))
             self._llama = llama
         return self._llama, self._formatter
 
@@ -387,12 +404,26 @@ def build_lm(settings: Settings, *, cache: bool = False) -> dspy.LM:
     )
 
 
+class GrammarJSONAdapter(dspy.JSONAdapter):
+    """DSPy's JSONAdapter for an engine that constrains sampling to the output schema.
+
+    The grammar already forces every field's type (a label from the set, a number), so the last
+    user message names the fields without repeating their types: for a 29-label task that repeat
+    is ~100 tokens that every call had to prefill again (the system message, shared by calls of
+    one predictor, comes back from llama.cpp's KV cache; the user message never does).
+    """
+
+    def user_message_output_requirements(self, signature: type[dspy.Signature]) -> str:
+        fields = ", then ".join(f"`{name}`" for name in signature.output_fields)
+        return f"Respond with a JSON object with the fields {fields}."
+
+
 def adapter_for(settings: Settings, lm: Any = None) -> dspy.Adapter:
     """The DSPy adapter to run ``lm`` (or, when None, the LM ``settings`` names) with.
 
     The embedded model only produces parseable output as grammar-constrained JSON, so it gets
-    :class:`dspy.JSONAdapter`. Any other LM (hosted, or a test's ``DummyLM``) gets DSPy's default
+    :class:`GrammarJSONAdapter`. Any other LM (hosted, or a test's ``DummyLM``) gets DSPy's default
     :class:`dspy.ChatAdapter`, which falls back to JSON by itself when a reply does not parse.
     """
     local = isinstance(getattr(lm, "engine", None), LlamaCppEngine) if lm is not None else settings.local_model is not None
-    return dspy.JSONAdapter() if local else dspy.ChatAdapter()
+    return GrammarJSONAdapter() if local else dspy.ChatAdapter()
