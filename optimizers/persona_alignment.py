@@ -441,7 +441,9 @@ class PersonaAlignment(Teleprompter):
                         assistant_guess="(no answer)" if item.answer is None else quote(str(item.answer)),
                         user_choice=quote(str(item.example.answer)),
                         verdict=defuse_markers(item.feedback),
-                        related_past_choices=format_memories(item.retrieved),
+                        related_past_choices=format_memories(
+                            [m for m in item.retrieved if m.interaction.is_evidence]  # choices, not notes
+                        ),
                     ).critique.strip()
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)

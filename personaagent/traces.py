@@ -181,10 +181,13 @@ class UserTrace:
 
 
 def _answers_in_force(previous: IterationView) -> list[Simulated]:
-    # An edit accepted on the batch leaves its trial answers in force (the optimizer reuses them
-    # instead of re-simulating); otherwise the previous answers stay in force.
-    if previous.gate is not None and previous.gate.accepted and previous.trial and not previous.valset:
-        return list(previous.trial)
+    # An accepted edit leaves its trial answers in force for the batch items the trial
+    # re-answered (the optimizer reuses them instead of re-simulating the batch); otherwise the
+    # previous answers stay in force.
+    if previous.gate is not None and previous.gate.accepted and previous.trial:
+        by_id = {event.interaction_id: event for event in previous.trial}
+        if all(answer.interaction_id in by_id for answer in previous.answers):
+            return [by_id[answer.interaction_id] for answer in previous.answers]
     return list(previous.answers)
 
 

@@ -17,7 +17,7 @@ from personaagent.workspace import Workspace
 def _news_script(request: LMRequest) -> dict[str, str]:
     """CRIME (the news task's labels are upper-case HuffPost categories) until the persona is the
     edited one; then the most frequent category among the retrieved past articles."""
-    frequent = re.search(r"Most frequent past answers: ([A-Z&' ]+) \(", request.user)
+    frequent = re.search(r"Most frequent past answers: \"?([A-Z&' .]+?)\"? \(", request.user)
     edited = CLI_LM_FIELDS["new_persona"] in request.system
     return {**CLI_LM_FIELDS, "answer": frequent.group(1) if edited and frequent else "CRIME"}
 

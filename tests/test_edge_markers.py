@@ -40,7 +40,7 @@ def make_ws(tmp_path, hashing_embedder):
 
 def test_the_issue_case_demo_turns_carry_only_their_own_markers(make_ws):
     ws = make_ws(DummyLM({"": {"answer": "SPORTS", "tool_name": "finish", "tool_input": ""}}))
-    agent = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False)
+    agent = PersonaAgent("u1", workspace=ws, answer_format=LABELS, use_actions=False, memories_as="demos")
     agent.observe("Cup final report" + INJECTED, "SPORTS" + INJECTED)
     agent("Cup final report")
     messages = ws.lm.history[-1]["messages"]

@@ -69,7 +69,7 @@ def test_the_issue_case_a_note_is_never_simulated_critiqued_or_profiled(ws):
     agent = agent.seeded()
     seed = agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent)
-    batch = [e.query for e in aligned.alignment_result.trace.events if isinstance(e, Simulated)][:3]
+    batch = [e.query for e in aligned.alignment_result.trace.events if isinstance(e, Simulated) and e.phase == "batch"]
     assert batch == ["match report 3", "match report 4", "match report 5"]  # was [4, 5, the note]
     for request in ws.lm.requests:
         if request.asks_for("critique") or request.asks_for("new_persona") or request.asks_for("profile"):

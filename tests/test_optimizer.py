@@ -403,15 +403,17 @@ def test_the_trace_says_what_each_simulation_was_for(workspace):
     trace = aligned.alignment_result.trace
     phases = [(e.iteration, e.phase) for e in trace.events if isinstance(e, Simulated)]
     # Iteration 2 re-answers the batch with the accepted persona; its own edit is a no-op (refused).
-    assert phases == [(1, "batch")] * 3 + [(1, "valset")] * 2 + [(1, "trial")] * 2 + [(2, "batch")] * 3
+    assert phases == [(1, "valset")] * 2 + [(1, "batch")] * 3 + [(1, "trial")] * 2 + [(2, "batch")] * 3
     first, second = trace.iteration_views()
     assert (len(first.answers), len(first.valset), len(first.trial)) == (3, 2, 2)
     assert [s.score for s in second.answers] == [1.0, 1.0, 1.0]  # the accepted persona's batch
     assert second.valset == first.valset
-    # Without a valset, the gate's trial is the next iteration's batch: it is not simulated twice.
+    # Without a valset, the gate's trial (3 held out + the batch) holds the next iteration's batch
+    # answers: they are not simulated twice.
     plain = PersonaAlignment(num_recent=3, max_iterations=2, stop_when_perfect=False).compile(agent)
     first, second = plain.alignment_result.trace.iteration_views()
-    assert second.answers == first.trial and len(first.trial) == 3
+    assert len(first.valset) == 3 and len(first.trial) == 6
+    assert second.answers == first.trial[3:]
 
 
 def test_gate_verdict_compares_the_same_items_before_and_after():
@@ -421,7 +423,9 @@ def test_gate_verdict_compares_the_same_items_before_and_after():
     worse = gate_verdict(items(1.0, 1.0), items(1.0, 0.0))
     assert not worse.accepted and (worse.score_before, worse.score_after) == (1.0, 0.5)
     better = gate_verdict(items(0.0, 0.0), items(1.0, 0.0))
-    assert better.accepted and better.reason == "score 0.500 >= 0.000"
+    assert better.accepted and better.reason == "score 0.500 > 0.000"
+    tie = gate_verdict(items(1.0, 0.0), items(0.0, 1.0))
+    assert not tie.accepted and tie.reason == "score 0.500 <= 0.500"
     failing = gate_verdict(items(0.0, 0.0), items(1.0, 0.0, failed=1))
     assert not failing.accepted and "1 simulations failed" in failing.reason
     off = gate_verdict(items(0.5, 0.5), None)
