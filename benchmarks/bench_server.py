@@ -101,7 +101,9 @@ async def client_loop(http: httpx.AsyncClient, user: str, deadline: float, stats
 
 async def run_phase(base_url: str, phase: str, clients: int, seconds: float) -> tuple[Stats, float]:
     stats = Stats()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a request
+    # never goes out on a connection the server is closing at that moment (a ReadError under load).
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"},
                                  timeout=120, limits=limits) as http:
         started = time.monotonic()
