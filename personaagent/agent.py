@@ -31,7 +31,7 @@ from personaagent.actions import (
     format_memories,
     search_memories,
 )
-from personaagent.errors import EmptyHistory, QueryTooLong, UnknownUser, UnparseableAnswer
+from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser, UnparseableAnswer
 from personaagent.memory import AddReport, UserMemory
 from personaagent.persona import GENERIC_PERSONA, seed_persona_text
 from personaagent.quoting import defuse_markers
@@ -365,7 +365,7 @@ class PersonaAgent(dspy.Module):
 
     def _check_query(self, query: str) -> None:
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("query must be a non-empty string")
+            raise InvalidRecord("query must be a non-empty string")
         limit = self.workspace.settings.max_query_chars
         if len(query) > limit:
             raise QueryTooLong(

@@ -44,7 +44,7 @@ from personaagent.workspace import Workspace
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 #: Exceptions that mean the user asked for something impossible: shown as one line, no traceback.
-_USER_ERRORS = (PersonaAgentError, ValidationError, FileNotFoundError, KeyError, ValueError)
+_USER_ERRORS = (PersonaAgentError, ValidationError, FileNotFoundError)
 
 logger = logging.getLogger("personaagent.cli")
 
@@ -81,8 +81,6 @@ class Session:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         return describe_validation_error(exc)
-    if isinstance(exc, KeyError) and not isinstance(exc, PersonaAgentError):
-        return str(exc.args[0]) if exc.args else "not found"  # KeyError's str() adds quotes
     return str(exc)
 
 

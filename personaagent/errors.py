@@ -23,6 +23,8 @@ __all__ = [
     "UnparseableAnswer",
     "BudgetExhausted",
     "UnknownTask",
+    "UnknownRun",
+    "UnknownMethod",
 ]
 
 
@@ -108,3 +110,17 @@ class UnknownTask(PersonaAgentError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown task"
+
+
+class UnknownRun(PersonaAgentError, KeyError):
+    """No alignment trace has this run id (or this user in it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown run"
+
+
+class UnknownMethod(PersonaAgentError, KeyError):
+    """No evaluation method has this name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown method"

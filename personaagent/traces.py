@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from personaagent import telemetry
 from personaagent._files import append_line, user_dirname
+from personaagent.errors import UnknownRun
 from personaagent.records import (
     Aggregated,
     CompileFinished,
@@ -317,7 +318,7 @@ class TraceReader:
         """All users' traces of one run; KeyError if there is no such run."""
         folder = self.traces_dir / run_id
         if not folder.is_dir():
-            raise KeyError(f"no trace run {run_id!r} in {self.traces_dir}; see `personaagent trace list`")
+            raise UnknownRun(f"no trace run {run_id!r} in {self.traces_dir}; see `personaagent trace list`")
         traces = []
         for path in sorted(folder.glob("*.jsonl")):
             events = self.read_file(path)
@@ -336,5 +337,5 @@ class TraceReader:
         """One user's trace in one run; KeyError if absent."""
         path = self.traces_dir / run_id / f"{user_dirname(validate_user_id(user_id))}.jsonl"
         if not path.is_file():
-            raise KeyError(f"run {run_id!r} has no trace for user {user_id!r}")
+            raise UnknownRun(f"run {run_id!r} has no trace for user {user_id!r}")
         return UserTrace(run_id=run_id, user_id=user_id, events=self.read_file(path))

@@ -102,3 +102,20 @@ def test_report_renders_in_headless_chromium(invoke, compiled_run: str, tmp_path
     assert '<svg id="score-plot"' in dom and "<polyline" in dom and "<circle" in dom
     assert 'class="diff"' in dom and CLI_LM_FIELDS["new_persona"] in dom
     assert "Iteration 1" in dom and "accepted" in dom
+
+
+def test_a_bug_is_not_disguised_as_a_user_mistake(invoke, monkeypatch) -> None:
+    # Only personaagent's own errors (and invalid records, missing files) become "Error: ...";
+    # a KeyError from a bug keeps its traceback instead of reading like a typo of the user's.
+    from personaagent.traces import TraceReader
+
+    monkeypatch.setattr(TraceReader, "summaries", lambda self: {}["internal"])
+    with pytest.raises(KeyError, match="internal"):
+        invoke("trace", "list")
+    unknown = invoke("trace", "show", "no-such-run")
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("Error: no trace run 'no-such-run'")
+
+
+def test_a_blank_query_is_a_one_line_error(invoke, compiled_run: str) -> None:
+    result = invoke("ask", "alice", "   ")
+    assert result.exit_code == 1 and result.stderr == "Error: query must be a non-empty string\n"

@@ -28,6 +28,7 @@ import dspy
 
 from personaagent.actions import format_memories, search_memories
 from personaagent.agent import PersonaAgent
+from personaagent.errors import UnknownMethod
 from personaagent.evaluation.runner import MethodAnswer
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.optimizers import PersonaAlignment
@@ -162,7 +163,7 @@ LLM_METHODS: dict[str, MethodFactory] = {
 def build_method(name: str, workspace: Workspace, spec: TaskSpec, *, folder: Path, num_recent: int = 3, iterations: int = 1):
     """One LLM method, working in its own subfolder of ``folder``."""
     if name not in LLM_METHODS:
-        raise KeyError(f"no method named {name!r}; methods: {', '.join(LLM_METHODS)}")
+        raise UnknownMethod(f"no method named {name!r}; methods: {', '.join(LLM_METHODS)}")
     return LLM_METHODS[name](workspace.with_home(folder / method_slug(name)), spec, num_recent, iterations)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from personaagent.config import MEMORY
+from personaagent.errors import InvalidRecord, UnknownMethod
 from personaagent.evaluation.baselines import baselines_for
 from personaagent.evaluation.methods import LLM_METHODS, build_method, method_slug
 from personaagent.evaluation.metrics import format_paired_table, paired_comparison
@@ -60,9 +61,9 @@ def run_suite(
     """
     unknown = [name for name in methods if name != BASELINES and name not in LLM_METHODS]
     if unknown:
-        raise KeyError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_METHODS)}")
+        raise UnknownMethod(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_METHODS)}")
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise InvalidRecord("no examples to evaluate: every question or user was skipped")
     spec = examples[0].spec
     if pool is None:
         pool = list({i.interaction_id: i for e in examples for i in e.profile}.values())
