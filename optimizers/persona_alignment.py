@@ -107,7 +107,8 @@ class PersonaAlignment(Teleprompter):
     """Compiles a user's persona by test-time alignment on their latest interactions.
 
     The student is a PersonaAgent (see ``PersonaProgram`` for what the loop uses of it). Paper
-    cost per iteration without the gate: n simulations + n critiques + 1 update (7 LM calls for
+    cost per iteration without the gate: n simulations + at most n critiques (one per answer
+    that is not right: a right answer has no loss to explain) + 1 update (at most 7 LM calls for
     n = 3). The gate scores the persona before and after the edit on the n items plus
     ``num_holdout`` older recent items (n + h more simulations; the "after" run is reused by the
     next iteration) and keeps the edit only on a strictly better score: an edit fitted to n items
@@ -428,6 +429,10 @@ class PersonaAlignment(Teleprompter):
         critic = dspy.Predict(CritiqueAnswer)
         critiques = []
         for index, item in enumerate(simulated):
+            if item.score >= 1.0:
+                # A right answer has no loss to explain: asked anyway, a small model invents a
+                # habit (measured on dev users), which only dilutes the gradient.
+                continue
             if self._over_budget(run.meter):
                 return None
             item_id = str(item.example.get("memory_id") or index)

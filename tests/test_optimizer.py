@@ -381,16 +381,16 @@ def test_continual_alignment_never_overwrites_a_rollback(workspace):
 
 
 def test_an_empty_valset_is_an_error_never_a_free_pass(workspace):
-    # The start persona answers every item right (1.0); the editor proposes one that gets all wrong.
+    # The start persona answers 3 of 4 items right; the editor proposes one that gets 3 wrong.
     ws = workspace(persona_sensitive(edit="You are interested in politics and elections most of all."))
-    agent = add_history(ws, "u1", ["SPORTS"] * 4).with_persona(GOOD_PERSONA)
+    agent = add_history(ws, "u1", ["SPORTS"] * 3 + ["POLITICS"]).with_persona(GOOD_PERSONA)
     agent.commit_persona()
     aligner = PersonaAlignment(stop_when_perfect=False)
     with pytest.raises(ValueError, match="valset is empty"):
         aligner.compile(agent, valset=[])
     rejected = aligner.compile(agent, valset=None)
     [gate] = [e for e in rejected.alignment_result.trace.events if isinstance(e, Gated)]
-    assert not gate.accepted and (gate.score_before, gate.score_after) == (1.0, 0.0)
+    assert not gate.accepted and (gate.score_before, gate.score_after) == (0.75, 0.25)
     assert rejected.persona_text == GOOD_PERSONA and rejected.alignment_result.status == "unchanged"
     assert [p.text for p in ws.personas.history("u1")] == [GOOD_PERSONA]
 
