@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from server_helpers import LABELS, history, served, wait_for_job, workspace
+from server_helpers import KEYS, LABELS, history, served, wait_for_job, workspace
+from test_server_restart import DRIVER, free_port
 
 from personaagent import telemetry
 from personaagent.config import load_settings
@@ -143,3 +150,31 @@ def test_exporters_are_chosen_by_the_standard_variable(monkeypatch, variable, ex
     else:
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", variable)
     assert [type(e).__name__ for e in telemetry._exporters()] == expected
+
+
+def test_the_setting_and_otel_variables_turn_on_export_in_a_served_process(tmp_path):
+    # The real configure(): PERSONAAGENT_TELEMETRY on, OTEL_TRACES_EXPORTER=console; the spans
+    # are printed by the SDK's console exporter when the server stops.
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(DRIVER.parent), "PERSONAAGENT_TELEMETRY": "true",
+           "PERSONAAGENT_TELEMETRY_HASH_USER_IDS": "true", "OTEL_TRACES_EXPORTER": "console",
+           "OTEL_SERVICE_NAME": "persona-test"}
+    process = subprocess.Popen([sys.executable, str(DRIVER), str(tmp_path / "home"), str(port), "0"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {KEYS[0]}"})
+    try:
+        for _ in range(600):
+            try:
+                client.get("/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        client.post("/v1/users/alice/interactions", json={"interactions": history("alice", "ALICE")})
+        assert client.post("/v1/users/alice/ask", json={"query": "ALICE match report 9"}).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0].decode()
+        client.close()
+    assert '"name": "personaagent.ask"' in output and '"name": "personaagent.lm"' in output
+    assert '"service.name": "persona-test"' in output
+    assert hashlib.sha256(b"alice").hexdigest()[:16] in output and '"user.id": "alice"' not in output
