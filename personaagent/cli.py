@@ -675,18 +675,18 @@ def models_list(as_json: bool):
         personaagent models list
         personaagent --lm local/smollm2-135m-instruct ask alice "..."
     """
-    rows = [
-        {"lm": f"local/{m.name}", "default": m.name == DEFAULT_LOCAL_MODEL, "size_bytes": m.size or None,
-         "status": model_status(m.name)}
-        for m in LOCAL_MODELS.values()
-    ]
+    statuses = {name: model_status(name) for name in LOCAL_MODELS}
     if as_json:
-        _echo_json(rows)
+        _echo_json([
+            {"lm": f"local/{m.name}", "default": m.name == DEFAULT_LOCAL_MODEL, "size_bytes": m.size or None,
+             "status": statuses[m.name]}
+            for m in LOCAL_MODELS.values()
+        ])
         return
-    for row in rows:
-        size = f"{row['size_bytes'] / 1e9:.2f} GB" if row["size_bytes"] else "~0.1 GB"
-        default = " (default: --lm local)" if row["default"] else ""
-        click.echo(f"{row['lm']}{default}  {size}  {row['status']}")
+    for m in LOCAL_MODELS.values():
+        size = f"{m.size / 1e9:.2f} GB" if m.size else "~0.1 GB"
+        default = " (default: --lm local)" if m.name == DEFAULT_LOCAL_MODEL else ""
+        click.echo(f"local/{m.name}{default}  {size}  {statuses[m.name]}")
 
 
 @models.command(name="install")
