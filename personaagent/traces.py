@@ -10,6 +10,8 @@ import logging
 import textwrap
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +44,7 @@ __all__ = [
     "IterationView",
     "RunSummary",
     "UserRunSummary",
+    "EditOutcomes",
     "format_trace",
 ]
 
@@ -283,6 +286,61 @@ class RunSummary:
 
     run_id: str
     users: tuple[UserRunSummary, ...]
+
+
+@dataclass(frozen=True)
+class EditOutcomes:
+    """What alignment did with its persona edits over many compiles, and why edits were lost.
+
+    Attributes:
+        compiles: user compiles read.
+        nothing_to_learn: compiles that stopped before any edit: every batch answer was right,
+            or no critique could be written.
+        proposed: persona rewrites the editor returned.
+        refused: rewrites the edit guard refused (empty, a loop, scaffolding, too long...), by reason.
+        accepted: edits the gate kept.
+        rejected: edits the gate refused, by reason (``"tie"``, ``"worse"``, ``"more failures"``).
+    """
+
+    compiles: int
+    nothing_to_learn: int
+    proposed: int
+    refused: dict[str, int]
+    accepted: int
+    rejected: dict[str, int]
+
+    @classmethod
+    def of(cls, traces: Sequence[UserTrace]) -> EditOutcomes:
+        refused: Counter[str] = Counter()
+        rejected: Counter[str] = Counter()
+        proposed = accepted = idle = 0
+        for trace in traces:
+            edits = [e for e in trace.events if isinstance(e, Edited)]
+            guard = [e for e in trace.events if isinstance(e, StepSkipped) and e.step == "edit"]
+            proposed += len(edits) + len(guard)
+            refused.update(e.error.split(" (")[0].split(":")[0] for e in guard)
+            if not edits and not guard:
+                idle += 1
+            for gate in (e for e in trace.events if isinstance(e, Gated)):
+                if gate.accepted:
+                    accepted += 1
+                elif "failed" in gate.reason:
+                    rejected["more failures"] += 1
+                else:
+                    rejected["tie" if gate.score_after == gate.score_before else "worse"] += 1
+        return cls(len(traces), idle, proposed, dict(refused), accepted, dict(rejected))
+
+    def describe(self) -> str:
+        """One paragraph, e.g. for an evaluation report."""
+        def reasons(counts: dict[str, int]) -> str:
+            return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+        return (
+            f"{self.compiles} compiles: {self.nothing_to_learn} had nothing to learn (every batch answer right, "
+            f"or no critique); {self.proposed} edits proposed, {sum(self.refused.values())} refused by the edit "
+            f"guard ({reasons(self.refused)}), {self.accepted} accepted by the gate, "
+            f"{sum(self.rejected.values())} rejected ({reasons(self.rejected)})."
+        )
 
 
 class TraceReader:

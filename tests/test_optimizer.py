@@ -430,3 +430,24 @@ def test_gate_verdict_compares_the_same_items_before_and_after():
     assert not failing.accepted and "1 simulations failed" in failing.reason
     off = gate_verdict(items(0.5, 0.5), None)
     assert off.accepted and off.reason == "gate disabled" and off.score_after == 0.5
+
+
+def test_edit_outcomes_count_what_alignment_did_with_its_edits_and_why(workspace):
+    from personaagent.traces import EditOutcomes
+
+    def compile_with(edit: str, user_id: str, labels: list[str]):
+        ws = workspace(persona_sensitive(edit=edit))
+        try:
+            return PersonaAlignment().compile(add_history(ws, user_id, labels))
+        finally:
+            ws.close()  # the next script needs the store folder
+
+    accepted = compile_with(GOOD_PERSONA, "u1", ["SPORTS"] * 4)
+    perfect = compile_with(GOOD_PERSONA, "u2", ["POLITICS"] * 4)  # already right: nothing to learn
+    tie = compile_with("You read every story twice before you answer.", "u3", ["SPORTS"] * 4)
+    refused = compile_with("You can't have that. " * 30, "u4", ["SPORTS"] * 4)
+    outcomes = EditOutcomes.of([r.alignment_result.trace for r in (accepted, perfect, tie, refused)])
+    assert (outcomes.compiles, outcomes.nothing_to_learn, outcomes.proposed) == (4, 1, 3)
+    assert (outcomes.accepted, outcomes.rejected) == (1, {"tie": 1})
+    assert list(outcomes.refused) == ["edit is a degenerate loop"]
+    assert outcomes.describe().startswith("4 compiles: 1 had nothing to learn")

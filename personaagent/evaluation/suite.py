@@ -3,7 +3,8 @@
 The run works in a fresh in-process memory store and its own folder, so evaluating never touches
 a user's real memories or personas. Results are written as ``results.json`` and ``results.md``,
 and each method's answers as ``predictions-<method>.jsonl``. ``paired.md`` compares the reference
-method (PersonaAgent when it ran) with every other method query by query.
+method (PersonaAgent when it ran) with every other method query by query, and ``alignment.md``
+says what alignment did with its persona edits (proposed, refused, accepted, rejected, and why).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from personaagent.evaluation.metrics import format_paired_table, paired_comparis
 from personaagent.evaluation.runner import MethodAnswer, format_results_table, query_losses, run_method
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, Interaction
+from personaagent.traces import EditOutcomes, TraceReader
 from personaagent.workspace import Workspace
 
 __all__ = ["BASELINES", "DEFAULT_METHODS", "run_suite"]
@@ -95,7 +97,20 @@ def run_suite(
                     on_result(result)
                 _write(out_dir, results)
                 _write_paired(out_dir, losses, spec.kind)
+                _write_edit_outcomes(out_dir, [name for name in losses])
     return results
+
+
+def _write_edit_outcomes(out_dir: Path, method_names: list[str]) -> None:
+    # What alignment did with its edits, per method that aligned (their traces are in their folder).
+    lines = []
+    for name in method_names:
+        reader = TraceReader(out_dir / method_slug(name) / "traces")
+        traces = [trace for run_id in reader.run_ids() for trace in reader.run(run_id)]
+        if traces:
+            lines.append(f"- {name}: {EditOutcomes.of(traces).describe()}")
+    if lines:
+        (out_dir / "alignment.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 #: The method the paired table compares with every other, when it ran.
