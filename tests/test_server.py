@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import httpx
@@ -55,7 +56,10 @@ def test_health_docs_and_schema_need_no_key(ws):
     with served(ws) as client:
         anonymous = httpx.Client(base_url=str(client.base_url))
         assert anonymous.get("/healthz").json()["status"] == "ok"
-        assert "swagger" in anonymous.get("/docs").text.lower()
+        docs = anonymous.get("/docs").text
+        assert "swagger-ui-bundle.js" in docs and "cdn." not in docs  # served offline
+        for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', docs):
+            assert anonymous.get(asset).status_code == 200, asset
         paths = anonymous.get("/openapi.json").json()["paths"]
     for method, path, _ in V1_ROUTES:
         template = (path.replace("/alice/", "/{user_id}/").replace("/run/", "/{run_id}/")

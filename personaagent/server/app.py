@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from personaagent import telemetry
@@ -390,7 +391,8 @@ def create_app(
             if close_workspace:
                 workspace.close()
 
-    app = FastAPI(
+    # FastAPI's /docs page loads Swagger UI from a CDN; this one serves the files itself (offline).
+    app = FastAPIOffline(
         title="personaagent",
         version=version("personaagent"),
         description="Per-user personas compiled from each user's history (PersonaAgent, arXiv 2506.06254).",
