@@ -8,18 +8,20 @@ run fully offline on the embedded local LM and embedder.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-from personaagent.errors import ConfigError
+from personaagent.errors import ConfigError, InvalidRecord
+from personaagent.ingest import read_user_text
 from personaagent.records import describe_validation_error
 
 __all__ = ["Settings", "load_settings", "LOCAL", "MEMORY", "DEFAULT_LOCAL_MODEL"]
@@ -31,6 +33,30 @@ LOCAL = "local"
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 #: The value of ``store`` that keeps memory in process only.
 MEMORY = ":memory:"
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The settings in a TOML config file ({} if there is none).
+
+    Read like every file a user gives (``ingest.read_user_text``): Windows editors put a UTF-8
+    byte-order mark before it, which TOML parsers reject.
+
+    Raises:
+        ConfigError: the file is not UTF-8 or not TOML; the message names the file.
+    """
+    if not path.is_file():
+        return {}
+    # tomllib is in the standard library from Python 3.11; before, its original tomli.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(read_user_text(path))
+    except InvalidRecord as exc:
+        raise ConfigError(str(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the file or point PERSONAAGENT_CONFIG elsewhere") from None
 
 
 def _default_home() -> Path:
@@ -137,7 +163,7 @@ class Settings(BaseSettings):
             config_file = str(Path(home) / "config.toml") if home else str(_default_home() / "config.toml")
         elif not Path(config_file).is_file():
             raise ConfigError(f"PERSONAAGENT_CONFIG names {config_file}, which does not exist")
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_read_config(Path(config_file))))
 
     @property
     def api_key_values(self) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """Issue 11, kind 1: byte-order marks and encodings in the files users give. One reader
-(_files.read_user_text) decodes every such file: a UTF-8 byte-order mark is ignored; any other
-encoding is one `Error:` line naming the file and the fix, and nothing stored is lost."""
+(ingest.read_user_text) decodes every such file (interactions, knowledge documents, LaMP files,
+the config file): a UTF-8 byte-order mark is ignored; any other encoding is one `Error:` line
+naming the file and the fix, and nothing stored is lost."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from personaagent.errors import InvalidRecord
+from personaagent.config import load_settings
+from personaagent.errors import ConfigError, InvalidRecord
 from personaagent.evaluation import read_lamp
 from personaagent.ingest import read_interactions
 
@@ -107,3 +109,23 @@ def test_lamp_files_with_a_byte_order_mark_are_read(tmp_path):
     assert [e.query for e in data.examples] == ["Cup final report"]
     with pytest.raises(InvalidRecord, match="UTF-16"):
         read_lamp(write(tmp_path, "q16.json", json.dumps(questions).encode("utf-16")), tmp_path / "o.json")
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(_isolated_home):
+    # Windows Notepad saves UTF-8 with the mark; TOML parsers reject it ("Invalid statement").
+    (_isolated_home / "config.toml").write_bytes(BOM + b'store = ":memory:"\nlm_max_tokens = 99\n')
+    settings = load_settings()
+    assert (settings.store, settings.lm_max_tokens) == (":memory:", 99)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [('store = ":memory:"\n'.encode("utf-16"), "the file is UTF-16 text, not UTF-8"),
+     (b"store = \n", "not valid TOML")],
+)
+def test_a_config_file_that_cannot_be_read_is_one_config_error_naming_it(_isolated_home, data, message):
+    path = _isolated_home / "config.toml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(f"{path}: {message}") and "\n" not in str(raised.value)
