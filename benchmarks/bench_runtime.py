@@ -90,7 +90,10 @@ def main() -> None:
             prefill_rates.append(len(tokens) / prefill_seconds)
             llama.reset()
             started = time.perf_counter()
-            out = llama.create_completion(prompt=tokens, max_tokens=48, temperature=0.0)
+            # End of text is banned, so exactly 48 tokens are generated after the same prefill.
+            out = llama.create_completion(
+                prompt=tokens, max_tokens=48, temperature=0.0, logit_bias={llama.token_eos(): -1000.0}
+            )
             generated = out["usage"]["completion_tokens"]
             generation_rates.append(generated / max(time.perf_counter() - started - prefill_seconds, 1e-6))
         prefill_rate, generation_rate = max(prefill_rates), max(generation_rates)
