@@ -81,13 +81,12 @@ def load_cpu_backend() -> str:
             import llama_cpp
         except ImportError as exc:
             raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
-        lib_dir = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
+        override = os.environ.get("LLAMA_CPP_LIB_PATH")  # llama-cpp-python's own: another build
+        lib_dir = Path(override or Path(llama_cpp.__file__).parent / "lib")
         # ggml installs its runtime-loaded backends as executables' neighbours: in the wheel's
         # bin/ folder, which lands in site-packages/bin.
-        variants = sorted(
-            path for folder in (lib_dir, Path(llama_cpp.__file__).parent.parent / "bin")
-            for path in folder.glob("libggml-cpu-*.so")
-        )
+        folders = [lib_dir] if override else [lib_dir, Path(llama_cpp.__file__).parent.parent / "bin"]
+        variants = sorted(path for folder in folders for path in folder.glob("libggml-cpu-*.so"))
         if not variants:
             _cpu_variant = "built-in"
             return _cpu_variant
