@@ -58,7 +58,8 @@ def test_alignment_with_the_real_model_is_traced_step_by_step(real):
     assert kinds[0] == "compile_started" and kinds[-1] == "compile_finished"
     assert kinds.count("simulated") >= 3
     assert all(e.truth and e.query for e in trace.events if e.kind == "simulated")
-    if aligned.alignment_result.score_initial < 1.0:
+    batch = [e for e in trace.events if e.kind == "simulated" and e.phase == "batch" and e.iteration == 1]
+    if any(e.score < 1.0 for e in batch):
         # The critique step ran, and the edit either reached the gate or was refused and recorded.
         assert "critiqued" in kinds or "step_skipped" in kinds
         assert "gated" in kinds or any(e.kind == "step_skipped" for e in trace.events)
