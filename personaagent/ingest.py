@@ -171,9 +171,13 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
             yield line_number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield line_number, Skipped(line_number, f"invalid JSON: {exc.msg}")
+        except RecursionError:
+            yield line_number, Skipped(line_number, _TOO_DEEP)
 
 
 _WHITESPACE = re.compile(r"\s*")
+#: Python's JSON parser recurses once per nesting level; no interaction nests that deep.
+_TOO_DEEP = "invalid JSON: nested too deeply (a record is an object of text fields)"
 
 
 def _skip_whitespace(text: str, position: int) -> int:
@@ -195,6 +199,8 @@ def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skip
         except json.JSONDecodeError as exc:
             # Past a syntax error nothing in a JSON list can be located reliably.
             raise InvalidRecord(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise InvalidRecord(f"{path}: line {line}: {_TOO_DEEP}") from None
         yield line, (_too_long(line, end - position) if end - position > MAX_RECORD_CHARS else item)
         position = _skip_whitespace(text, end)
         if position < len(text) and text[position] == ",":

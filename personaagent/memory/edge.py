@@ -67,6 +67,8 @@ class EdgeStore(MemoryStore):
         self._closed = False
         self._lock_handle: portalocker.Lock | None = None
         self._shards: dict[str, Any] = {}
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"the store {self.path} is a file, not a folder; point --store at a folder")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._acquire_lock()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from personaagent.memory.episodic import AddReport
 from personaagent.memory.store import KNOWLEDGE, MemoryStore, StoredItem
+from personaagent.errors import InvalidRecord
 from personaagent.records import validate_user_id
 from personaagent.runtime.embedder import Embedder
 
@@ -61,7 +62,8 @@ class KnowledgeBase:
             repeated within ``docs``; the last text for a repeated id wins).
 
         Raises:
-            ValueError: The user id is invalid, or a document is empty.
+            ValueError: The user id is invalid.
+            InvalidRecord: A document is empty (a ValueError too).
         """
         validate_user_id(user_id)
         batch: dict[str, str] = {}
@@ -69,7 +71,7 @@ class KnowledgeBase:
         for doc in docs:
             doc_id, text = (document_id(doc), doc) if isinstance(doc, str) else doc
             if not text.strip():
-                raise ValueError(f"document {doc_id!r} is empty")
+                raise InvalidRecord(f"document {doc_id!r} is empty; give each document some text")
             batch[doc_id] = text
             total += 1
         if not batch:
