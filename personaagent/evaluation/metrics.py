@@ -28,6 +28,7 @@ __all__ = [
     "PairedComparison",
     "paired_comparison",
     "format_paired_table",
+    "markdown_table",
 ]
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -197,7 +198,7 @@ def format_paired_table(comparisons: Sequence[PairedComparison], *, loss_name: s
         loss_name: What the per-query loss is, for the header (e.g. ``"error rate"``, ``"MAE"``).
     """
     header = ["A", "B", "queries", "A better", "B better", f"{loss_name} A - B", "95% interval", "significant"]
-    rows = [header, ["---"] * len(header)]
+    rows = []
     for c in comparisons:
         rows.append(
             [
@@ -211,4 +212,10 @@ def format_paired_table(comparisons: Sequence[PairedComparison], *, loss_name: s
                 "yes" if c.significant else "no",
             ]
         )
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return markdown_table(header, rows)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table of text cells: the header, its rule, then one line per row."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)

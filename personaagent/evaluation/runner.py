@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from personaagent.evaluation.metrics import Scores, match_label, parse_rating, score_labels, score_ratings
+from personaagent.evaluation.metrics import (
+    Scores,
+    markdown_table,
+    match_label,
+    parse_rating,
+    score_labels,
+    score_ratings,
+)
 from personaagent.evaluation.tasks import TaskExample
 from personaagent.records import EvalResult, LMUsage
 
@@ -153,7 +160,7 @@ def format_results_table(results: Iterable[EvalResult]) -> str:
     present = {name for result in results for name in result.metrics}
     metric_names = [name for name in _METRIC_ORDER if name in present] + sorted(present - set(_METRIC_ORDER))
     header = ["task", "method", "users", "queries", *metric_names, "parse fails", "LM calls/q", "tokens/q", "s/q"]
-    rows = [header, ["---"] * len(header)]
+    rows = []
     for result in results:
         rows.append(
             [
@@ -168,4 +175,4 @@ def format_results_table(results: Iterable[EvalResult]) -> str:
                 f"{result.seconds_per_query:.4f}",
             ]
         )
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return markdown_table(header, rows)
