@@ -69,6 +69,8 @@ def main() -> None:
         lm = build_lm(settings)
         if args.threads is not None:
             lm.engine.threads = args.threads
+        # Every token must be prefilled in both measurements: no saved prefix may be restored.
+        lm.engine.prefix_cache_bytes = 0
         variant = load_cpu_backend()
         llama, formatter = lm.engine._load()
         print(f"model {settings.local_model}, CPU variant {variant}, threads {llama.n_threads}, "
