@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from dspy.utils.exceptions import LMError, LMTimeoutError
 from personaagent.config import Settings
 from personaagent.errors import ModelNotAvailable
 from personaagent.runtime import adapter_for, build_lm, resolve_model
+from personaagent.runtime.local_lm import best_cpu_backend
 
 LABELS = ("sports", "politics", "technology", "food")
 CAP = 32
@@ -201,7 +203,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False",
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # The server's llama.cpp looks for its CPU backend beside the Python executable; name ours.
+        backend = best_cpu_backend()
+        env = {**os.environ, **({"GGML_BACKEND_PATH": str(backend)} if backend is not None else {})}
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             _wait_until_serving(process, f"http://127.0.0.1:{port}/v1/models", log_path)
             yield f"http://127.0.0.1:{port}/v1"

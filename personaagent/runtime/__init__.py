@@ -7,7 +7,7 @@ from personaagent.runtime.embedder import (
     LocalMiniLMEmbedder,
     build_embedder,
 )
-from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, build_lm, load_cpu_backend
+from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, best_cpu_backend, build_lm, load_cpu_backend
 from personaagent.runtime.models import LOCAL_MODELS, PackagedModel, resolve_model
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "LlamaCppEngine",
     "PackagedModel",
     "adapter_for",
+    "best_cpu_backend",
     "build_lm",
     "load_cpu_backend",
     "resolve_model",

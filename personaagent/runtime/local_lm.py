@@ -43,6 +43,7 @@ __all__ = [
     "GrammarJSONAdapter",
     "LlamaCppEngine",
     "adapter_for",
+    "best_cpu_backend",
     "build_lm",
     "load_cpu_backend",
 ]
@@ -62,13 +63,55 @@ _backend_lock = threading.Lock()
 _cpu_variant: str | None = None
 
 
-def load_cpu_backend() -> str:
-    """Register the best llama.cpp CPU backend variant this CPU can run; return its name.
+def best_cpu_backend() -> Path | None:
+    """The best llama.cpp CPU backend variant this CPU can run, or None for a llama.cpp built
+    without variants (its CPU backend linked in).
 
     Each ``libggml-cpu-<variant>.so`` beside llama.cpp exports a score (0 when the CPU lacks an
     instruction set the variant was built with); the highest score wins, AMX variants excepted
-    (see ``_AMX_VARIANTS``). Calling it again returns the variant already loaded. A llama.cpp
-    built without variants (its CPU backend linked in) returns ``"built-in"``.
+    (see ``_AMX_VARIANTS``). Another process that runs llama.cpp from this install (e.g.
+    ``python -m llama_cpp.server``) loads it when given its path in ``GGML_BACKEND_PATH``.
+
+    Raises:
+        ModelNotAvailable: llama-cpp-python is missing, or no variant runs on this CPU.
+    """
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
+    lib_dir = _lib_dir(llama_cpp)
+    # ggml installs its runtime-loaded backends as executables' neighbours: in the wheel's bin/
+    # folder, which lands in site-packages/bin (with LLAMA_CPP_LIB_PATH, only that build counts).
+    folders = [lib_dir] if os.environ.get("LLAMA_CPP_LIB_PATH") else [lib_dir, Path(llama_cpp.__file__).parent.parent / "bin"]
+    variants = sorted(path for folder in folders for path in folder.glob("libggml-cpu-*.so"))
+    if not variants:
+        return None
+    scored = []
+    for path in variants:
+        if _variant_name(path) in _AMX_VARIANTS:
+            continue
+        # Loading a variant runs no code of it; its score function checks CPUID only.
+        score_fn = getattr(ctypes.CDLL(str(path)), "ggml_backend_score", None)
+        score = int(score_fn()) if score_fn is not None else 0
+        if score > 0:
+            scored.append((score, path))
+    if not scored:
+        raise ModelNotAvailable(f"no llama.cpp CPU backend in {lib_dir} runs on this CPU; {_LLAMA_HINT}")
+    return max(scored)[1]
+
+
+def _lib_dir(llama_cpp: Any) -> Path:
+    # LLAMA_CPP_LIB_PATH is llama-cpp-python's own setting for loading another llama.cpp build.
+    return Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
+
+
+def _variant_name(path: Path) -> str:
+    return path.name.removeprefix("libggml-cpu-").removesuffix(".so")
+
+
+def load_cpu_backend() -> str:
+    """Register :func:`best_cpu_backend` in this process's llama.cpp; return the variant's name
+    (``"built-in"`` without variants). Calling it again returns the variant already loaded.
 
     Raises:
         ModelNotAvailable: llama-cpp-python is missing, or no variant runs on this CPU.
@@ -77,32 +120,13 @@ def load_cpu_backend() -> str:
     with _backend_lock:
         if _cpu_variant is not None:
             return _cpu_variant
-        try:
-            import llama_cpp
-        except ImportError as exc:
-            raise ModelNotAvailable(f"the embedded LM needs llama-cpp-python ({exc}); {_LLAMA_HINT}") from None
-        override = os.environ.get("LLAMA_CPP_LIB_PATH")  # llama-cpp-python's own: another build
-        lib_dir = Path(override or Path(llama_cpp.__file__).parent / "lib")
-        # ggml installs its runtime-loaded backends as executables' neighbours: in the wheel's
-        # bin/ folder, which lands in site-packages/bin.
-        folders = [lib_dir] if override else [lib_dir, Path(llama_cpp.__file__).parent.parent / "bin"]
-        variants = sorted(path for folder in folders for path in folder.glob("libggml-cpu-*.so"))
-        if not variants:
+        path = best_cpu_backend()
+        if path is None:
             _cpu_variant = "built-in"
             return _cpu_variant
-        scored = []
-        for path in variants:
-            name = path.name.removeprefix("libggml-cpu-").removesuffix(".so")
-            if name in _AMX_VARIANTS:
-                continue
-            # Loading a variant runs no code of it; its score function checks CPUID only.
-            score_fn = getattr(ctypes.CDLL(str(path)), "ggml_backend_score", None)
-            score = int(score_fn()) if score_fn is not None else 0
-            if score > 0:
-                scored.append((score, name, path))
-        if not scored:
-            raise ModelNotAvailable(f"no llama.cpp CPU backend in {lib_dir} runs on this CPU; {_LLAMA_HINT}")
-        _score, name, path = max(scored)
+        import llama_cpp
+
+        lib_dir, name = _lib_dir(llama_cpp), _variant_name(path)
         # The copy libllama already loaded, by its soname: a wheel holds libggml.so, .so.0 and
         # .so.0.x as separate files, and opening another one would load a second registry.
         ggml = ctypes.CDLL(str(lib_dir / "libggml.so.0"))
