@@ -107,3 +107,14 @@ def test_paired_comparison_counts_discordant_queries_and_brackets_the_difference
     assert (same.mean_difference, same.ci_low, same.ci_high, same.significant) == (0.0, 0.0, 0.0, False)
     with pytest.raises(ValueError):
         paired_comparison("A", a, "B", b[:-1])
+
+
+def test_rating_errors_are_the_per_query_terms_of_the_mae() -> None:
+    from personaagent.evaluation.metrics import rating_errors
+
+    golds, answers, fallbacks = ["4.0", "2.0", "5"], ["3.5", "no idea", "9"], [3.0, 3.0, 3.0]
+    errors = rating_errors(golds, answers, (0.5, 5.0), fallbacks)
+    assert errors == [0.5, 1.0, 0.0]  # unparsed -> its fallback 3.0; 9 clamps to 5.0
+    assert sum(errors) / 3 == pytest.approx(score_ratings(golds, answers, (0.5, 5.0), fallbacks).metrics["mae"])
+    with pytest.raises(ValueError, match="not a number"):
+        rating_errors(["n/a"], ["3"], (0.5, 5.0), [3.0])

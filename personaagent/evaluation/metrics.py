@@ -25,6 +25,7 @@ __all__ = [
     "Scores",
     "score_labels",
     "score_ratings",
+    "rating_errors",
     "PairedComparison",
     "paired_comparison",
     "format_paired_table",
@@ -115,6 +116,34 @@ def score_ratings(
     Raises:
         ValueError: A gold rating is not a number.
     """
+    gold_values, preds, failures = _rating_values(golds, answers, rating_range, fallbacks)
+    return Scores(
+        metrics={"mae": mae(gold_values, preds), "rmse": rmse(gold_values, preds)},
+        parse_failures=failures,
+    )
+
+
+def rating_errors(
+    golds: Sequence[str],
+    answers: Sequence[str],
+    rating_range: tuple[float, float],
+    fallbacks: Sequence[float],
+) -> list[float]:
+    """Each answer's absolute error, parsed as :func:`score_ratings` parses it (their mean is
+    the MAE).
+
+    Raises:
+        ValueError: A gold rating is not a number.
+    """
+    gold_values, preds, _failures = _rating_values(golds, answers, rating_range, fallbacks)
+    return [abs(pred - gold) for gold, pred in zip(gold_values, preds)]
+
+
+def _rating_values(
+    golds: Sequence[str], answers: Sequence[str], rating_range: tuple[float, float], fallbacks: Sequence[float]
+) -> tuple[list[float], list[float], int]:
+    """Gold and predicted ratings (an unparseable answer replaced by its fallback) and how many
+    answers did not parse."""
     low, high = rating_range
     gold_values = []
     for gold in golds:
@@ -124,10 +153,7 @@ def score_ratings(
         gold_values.append(value)
     parsed = [parse_rating(answer, low, high) for answer in answers]
     preds = [value if value is not None else fallback for value, fallback in zip(parsed, fallbacks)]
-    return Scores(
-        metrics={"mae": mae(gold_values, preds), "rmse": rmse(gold_values, preds)},
-        parse_failures=sum(p is None for p in parsed),
-    )
+    return gold_values, preds, sum(p is None for p in parsed)
 
 
 @dataclass(frozen=True)

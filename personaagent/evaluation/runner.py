@@ -18,7 +18,7 @@ from personaagent.evaluation.metrics import (
     Scores,
     markdown_table,
     match_label,
-    parse_rating,
+    rating_errors,
     score_labels,
     score_ratings,
 )
@@ -133,14 +133,9 @@ def query_losses(examples: Sequence[TaskExample], answers: Sequence[str]) -> lis
     spec = examples[0].spec
     if spec.kind == "label":
         return [float(match_label(a, spec.labels) != e.gold) for e, a in zip(examples, answers, strict=True)]
-    low, high = spec.rating_range or (0.0, 0.0)
-    losses = []
-    for example, answer in zip(examples, answers, strict=True):
-        value = parse_rating(answer, low, high)
-        gold = parse_rating(example.gold, low, high)
-        assert gold is not None  # score_examples rejects a non-numeric gold first
-        losses.append(abs((value if value is not None else _mean_rating(example)) - gold))
-    return losses
+    assert spec.rating_range is not None  # TaskSpec guarantees it for rating tasks
+    golds = [example.gold for example in examples]
+    return rating_errors(golds, answers, spec.rating_range, [_mean_rating(e) for e in examples])
 
 
 def _mean_rating(example: TaskExample) -> float:
