@@ -50,6 +50,14 @@ def test_every_method_runs_and_results_are_written(workspace, tmp_path):
     assert len(saved_answers) == 6
     assert {row["gold"] for row in saved_answers} == set(golds)
     assert all(row["answer"] == "POLITICS" for row in saved_answers)
+    # PersonaAgent against every other method, paired on the same 6 queries.
+    paired = (out / "paired.md").read_text().splitlines()[2:]
+    assert len(paired) == len(names) - 1 and all(row.startswith("| PersonaAgent | ") for row in paired)
+    assert all(" | 6 | " in row for row in paired)
+    # What alignment did, for the methods that align, each over its 2 users' compiles.
+    outcomes = (out / "alignment.md").read_text().splitlines()
+    assert [line.split(":")[0] for line in outcomes] == ["- PersonaAgent", "- w/o memory", "- w/o action"]
+    assert all(": 2 compiles:" in line for line in outcomes)
 
 
 def test_evaluation_never_touches_the_users_real_memory(workspace, tmp_path):

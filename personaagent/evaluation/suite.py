@@ -74,6 +74,7 @@ def run_suite(
     settings = workspace.settings.model_copy(update={"home": out_dir, "store": MEMORY})
     results: list[EvalResult] = []
     losses: dict[str, list[float]] = {}
+    edit_outcomes: list[str] = []
     with Workspace(settings, lm=workspace.lm, embedder=workspace.embedder) as run:
         for name in methods:
             chosen = (
@@ -97,20 +98,14 @@ def run_suite(
                     on_result(result)
                 _write(out_dir, results)
                 _write_paired(out_dir, losses, spec.kind)
-                _write_edit_outcomes(out_dir, [name for name in losses])
+                # What alignment did with its edits, for a method that aligned (its traces are in
+                # its own folder); read once, when the method is done.
+                reader = TraceReader(out_dir / method_slug(method.name) / "traces")
+                traces = [trace for run_id in reader.run_ids() for trace in reader.run(run_id)]
+                if traces:
+                    edit_outcomes.append(f"- {method.name}: {EditOutcomes.of(traces).describe()}")
+                    (out_dir / "alignment.md").write_text("\n".join(edit_outcomes) + "\n", encoding="utf-8")
     return results
-
-
-def _write_edit_outcomes(out_dir: Path, method_names: list[str]) -> None:
-    # What alignment did with its edits, per method that aligned (their traces are in their folder).
-    lines = []
-    for name in method_names:
-        reader = TraceReader(out_dir / method_slug(name) / "traces")
-        traces = [trace for run_id in reader.run_ids() for trace in reader.run(run_id)]
-        if traces:
-            lines.append(f"- {name}: {EditOutcomes.of(traces).describe()}")
-    if lines:
-        (out_dir / "alignment.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 #: The method the paired table compares with every other, when it ran.
