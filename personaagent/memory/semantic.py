@@ -85,7 +85,10 @@ def _rating_facts(memories: Sequence[Memory], ratings: list[float], max_topics: 
     )
     if len(means) >= 2:
         half = max(1, min(max_topics, len(means) // 2))
-        describe = lambda rows: ", ".join(f"{topic} {value:.1f} ({count} items)" for value, topic, count in rows)  # noqa: E731
+
+        def describe(rows: list[tuple[float, str, int]]) -> str:
+            return ", ".join(f"{topic} {value:.1f} ({count} items)" for value, topic, count in rows)
+
         lines.append(f"You rate highest: {describe(means[:half])}; lowest: {describe(means[::-1][:half])}.")
     return "\n".join(lines)
 
