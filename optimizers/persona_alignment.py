@@ -23,7 +23,8 @@ from dspy.teleprompt.teleprompt import Teleprompter
 
 from personaagent.actions import format_memories
 from personaagent.errors import EmptyHistory
-from personaagent.persona import MAX_PERSONA_CHARS, persona_diff
+from personaagent.memory.semantic import split_fact_lines
+from personaagent.persona import MAX_PERSONA_CHARS, persona_diff, persona_length_problem, place_fact_lines
 from personaagent.quoting import defuse_markers, quote
 from personaagent.records import (
     Aggregated,
@@ -464,19 +465,28 @@ class PersonaAlignment(Teleprompter):
     def _edit(self, run: _Run, program: Any, gradient: str, iteration: int) -> str | None:
         """A validated persona rewrite, or None (recorded) when the LM gave no usable one."""
         before = program.persona_text
+        # The computed facts (label shares, rating mean...) are counted, not learned: the LM
+        # rewrites only the other lines. Given the whole persona, the 1.5B model dropped the
+        # facts for prose about one item, and the gate refused every such edit (dev and test).
+        facts, learned = split_fact_lines(before)
         with metered() as step, self._prompt_model_scope():
             try:
                 feedback = defuse_markers(gradient)  # critiques may echo stored text
-                candidate = dspy.Predict(UpdatePersona)(persona=before, feedback=feedback).new_persona.strip()
+                rewrite = dspy.Predict(UpdatePersona)(persona=learned, feedback=feedback).new_persona
             except Exception as exc:
                 run.write(StepSkipped, iteration=iteration, step="edit", error=_short(exc))
                 return None
+        _restated, rewrite = split_fact_lines(rewrite)  # a count the LM restated may be altered
+        candidate = place_fact_lines(rewrite, facts)
         problem = persona_problem(
-            candidate,
-            previous=before,
+            rewrite,
+            previous=learned,
             gradient=gradient,
             min_chars=self.min_persona_chars,
         )
+        too_long = persona_length_problem(candidate)
+        if problem is None and too_long is not None:
+            problem = f"edit is too long with the computed facts: {too_long}"
         if problem is not None:
             logger.warning("user %r: persona edit rejected: %s", run.user_id, problem)
             run.write(StepSkipped, iteration=iteration, step="edit", error=problem, usage=step.usage)

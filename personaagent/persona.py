@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from personaagent.records import Persona, PersonaProvenance, Profile, validate_u
 __all__ = [
     "PersonaBook",
     "seed_persona_text",
+    "place_fact_lines",
     "persona_diff",
     "persona_length_problem",
     "GENERIC_PERSONA",
@@ -73,6 +75,18 @@ def _fit(text: str, room: int) -> str:
     return head[: room - 1].rsplit(None, 1)[0].rstrip() + "…"
 
 
+def place_fact_lines(text: str, facts: Sequence[str]) -> str:
+    """``text`` with the computed ``facts`` lines (``history_facts``) after its opening line.
+
+    The one layout of a persona's facts, for the seed and for every alignment edit, which
+    rewrites only the other lines.
+    """
+    if not facts:
+        return text.strip()
+    opening, _, rest = text.strip().partition("\n")
+    return "\n".join([opening, *facts, *([rest] if rest else [])])
+
+
 def seed_persona_text(profile: Profile | None) -> str:
     """The first persona of a user: a generic assistant prompt, the facts computed from their
     history, then the LM's summary of them (paper §3.2: the profile seeds the persona).
@@ -81,18 +95,17 @@ def seed_persona_text(profile: Profile | None) -> str:
     an alignment edit can keep all of the seed and still add to it within the one budget (the
     stored profile itself is kept whole).
     """
-    parts = [_SEED_INTRO]
-    if profile is not None and profile.facts.strip():
-        parts.append("\n" + profile.facts.strip())
+    facts = profile.facts.strip() if profile is not None else ""
+    text = _SEED_INTRO
     if profile is not None and profile.text.strip():
         about = profile.text.strip()
-        room = MAX_PERSONA_CHARS // 2 - sum(len(part) for part in parts) - len(_SEED_PROFILE_LEAD)
+        room = MAX_PERSONA_CHARS // 2 - len(_SEED_INTRO) - len(facts) - 1 - len(_SEED_PROFILE_LEAD)
         fitted = _fit(about, room)
         if fitted != about:
             logger.info("user %r: profile cut from %d to %d characters to fit the persona", profile.user_id,
                         len(about), len(fitted))
-        parts.append(f"{_SEED_PROFILE_LEAD}{fitted}")
-    return "".join(parts)
+        text += f"{_SEED_PROFILE_LEAD}{fitted}"
+    return place_fact_lines(text, facts.splitlines())
 
 
 def persona_diff(before: str, after: str) -> str:

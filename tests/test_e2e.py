@@ -8,6 +8,7 @@ import pytest
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.evaluation import load_task
+from personaagent.memory.semantic import split_fact_lines
 from personaagent.optimizers import PersonaAlignment
 from personaagent.records import Gated
 from personaagent.traces import TraceReader
@@ -65,6 +66,8 @@ def test_alignment_with_the_real_model_is_traced_step_by_step(real):
         assert "gated" in kinds or any(e.kind == "step_skipped" for e in trace.events)
     for gate in (e for e in trace.events if isinstance(e, Gated)):
         assert gate.accepted == (gate.score_after > gate.score_before)
+    for edit in (e for e in trace.events if e.kind == "edited"):  # the counted facts pass through the edit
+        assert split_fact_lines(edit.persona_after)[0] == split_fact_lines(edit.persona_before)[0]
     # At least one LM call per simulated answer (use_actions=False), plus any critique and edit.
     assert aligned.alignment_result.usage.calls >= kinds.count("simulated") + kinds.count("critiqued")
     assert aligned.alignment_result.usage.tokens > 0

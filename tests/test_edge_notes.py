@@ -75,7 +75,9 @@ def test_the_issue_case_a_note_is_never_simulated_critiqued_or_profiled(ws):
         if request.asks_for("critique") or request.asks_for("new_persona") or request.asks_for("profile"):
             assert INSTRUCTION not in request.user
     assert HIJACKED not in seed.text
-    assert aligned.commit_persona().text == testing.persona_sensitive.__kwdefaults__["new_persona"]
+    # The edit's text, and the seed's computed facts, which count the 5 answers and not the note.
+    edit = testing.persona_sensitive.__kwdefaults__["new_persona"]
+    assert aligned.commit_persona().text == f"{edit}\nYour answers to 5 past items: SPORTS 100%."
 
 
 def test_stored_text_that_instructs_the_model_cannot_change_the_persona(ws):

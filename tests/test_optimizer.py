@@ -106,13 +106,14 @@ def test_compile_is_pure_and_the_commit_carries_the_provenance(workspace):
     agent, seeded = seed(agent)
     book = sorted(p.read_bytes() for p in ws.settings.personas_dir.rglob("*.json"))
     aligned = PersonaAlignment().compile(agent)
-    assert aligned.persona_text == GOOD_PERSONA and aligned.alignment_result.status == "edited"
+    edited = f"{GOOD_PERSONA}\nYour answers to 4 past items: SPORTS 100%."  # the seed's computed facts stay
+    assert aligned.persona_text == edited and aligned.alignment_result.status == "edited"
     assert sorted(p.read_bytes() for p in ws.settings.personas_dir.rglob("*.json")) == book  # nothing written
     assert aligned.alignment_result.base_version == seeded.version
     aligned.commit_persona()
     saved = ws.personas.current("u1")
     assert (saved.version, saved.parent_version) == (seeded.version + 1, seeded.version)
-    assert saved.text == GOOD_PERSONA
+    assert saved.text == edited
     assert saved.provenance.source == "alignment"
     assert saved.provenance.run_id == aligned.alignment_result.run_id
     assert len(saved.provenance.interaction_ids) == 3
@@ -451,3 +452,41 @@ def test_edit_outcomes_count_what_alignment_did_with_its_edits_and_why(workspace
     assert (outcomes.accepted, outcomes.rejected) == (1, {"tie": 1})
     assert list(outcomes.refused) == ["edit is a degenerate loop"]
     assert outcomes.describe().startswith("4 compiles: 1 had nothing to learn")
+
+
+FACTS = "Your answers to 6 past items: SPORTS 100%."
+
+
+def test_an_edit_rewrites_the_learned_lines_and_keeps_the_computed_facts(workspace):
+    # The model restates a count wrongly; the counted line is the history's, never the model's.
+    rewrite = f"{GOOD_PERSONA}\nYour answers to 6 past items: POLITICS 90%.\nYou skim long stories."
+    ws = workspace(persona_sensitive(edit=rewrite))
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    start = agent.with_persona(f"You are a personal assistant.\n{FACTS}\nWhat is known about the user: reads a lot.")
+    aligned = PersonaAlignment().compile(start)
+    assert aligned.alignment_result.status == "edited"
+    assert aligned.persona_text == f"{GOOD_PERSONA}\n{FACTS}\nYou skim long stories."
+    (update,) = [r for r in ws.lm.requests if r.asks_for("new_persona")]
+    assert "What is known about the user: reads a lot." in update.user
+    assert "past items" not in update.user  # the LM is not asked to rewrite the counts
+
+
+def test_an_edit_that_only_restates_the_facts_is_no_edit(workspace):
+    ws = workspace(persona_sensitive(edit=f"{FACTS}\nYou are a personal assistant."))
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    start = agent.with_persona(f"You are a personal assistant.\n{FACTS}")
+    aligned = PersonaAlignment().compile(start)
+    (skipped,) = [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped)]
+    assert skipped.error == "edit is identical to the current persona"
+    assert aligned.persona_text == start.persona_text
+
+
+def test_an_edit_too_long_with_the_facts_is_refused(workspace):
+    long_facts = "\n".join(f"You have {n} past interactions." for n in range(60))  # ~1,700 characters
+    rewrite = "You follow " + ", ".join(f"club{n}" for n in range(60)) + "."
+    assert len(rewrite) < 2000 < len(rewrite) + len(long_facts)  # it fits on its own, not with the facts
+    ws = workspace(persona_sensitive(edit=rewrite))
+    agent = add_history(ws, "u1", ["SPORTS"] * 6)
+    aligned = PersonaAlignment().compile(agent.with_persona(f"You help.\n{long_facts}"))
+    (skipped,) = [e for e in aligned.alignment_result.trace.events if isinstance(e, StepSkipped)]
+    assert skipped.error.startswith("edit is too long with the computed facts")

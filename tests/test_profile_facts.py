@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from personaagent.memory.semantic import history_facts
-from personaagent.persona import seed_persona_text
+from personaagent.memory.semantic import history_facts, split_fact_lines
+from personaagent.persona import place_fact_lines, seed_persona_text
 from personaagent.records import Interaction, Memory, Profile
 
 
@@ -72,3 +72,32 @@ def test_seed_persona_carries_the_facts_even_without_a_summary():
     assert "POLITICS 100%" in persona and "What is known" not in persona
     with_summary = seed_persona_text(profile.model_copy(update={"text": "Writes about Congress."}))
     assert with_summary.endswith("What is known about the user: Writes about Congress.")
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(f"story {i}", label, {}) for i, label in enumerate(["POLITICS"] * 6 + ["SPORTS"] * 3)],
+        [(f"Rate: Drama {i}", "4.5", {"genres": "Drama"}) for i in range(4)]
+        + [(f"Rate: Comedy {i}", "2.0", {"genres": "Comedy"}) for i in range(3)],
+        [("q1", "a long free answer", {}), ("q2", "another one", {})],
+    ],
+    ids=["labels", "ratings", "free text"],
+)
+def test_every_line_history_facts_writes_is_found_in_a_persona(rows):
+    facts = history_facts(_memories(rows))
+    profile = Profile(user_id="u1", text="Writes about Congress.\nReads a lot.", facts=facts, num_interactions=9)
+    persona = seed_persona_text(profile)
+    found, rest = split_fact_lines(persona)
+    assert found == tuple(facts.splitlines())
+    assert rest == "You are a personal assistant. You answer the way this user would, following their preferences.\n" \
+        "What is known about the user: Writes about Congress.\nReads a lot."
+    assert place_fact_lines(rest, found) == persona  # the seed's layout is the edit's layout
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["You rated highly the films of Kubrick.", "Your answers are short.", "You have many past interactions.", ""],
+)
+def test_prose_that_resembles_a_fact_is_not_one(line):
+    assert split_fact_lines(line) == ((), line)

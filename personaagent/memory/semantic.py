@@ -11,6 +11,7 @@ an LM call.
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
-__all__ = ["SemanticMemory", "format_history", "history_facts"]
+__all__ = ["SemanticMemory", "format_history", "history_facts", "split_fact_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,30 @@ def history_facts(memories: Sequence[Memory], *, max_topics: int = 6) -> str:
     if len(set(responses)) < len(responses):
         return _label_facts(answered, responses, max_topics)
     return f"You have {len(responses)} past interactions."
+
+
+#: The opening of every line ``history_facts`` writes (one alternative per line form above).
+_FACT_LINE = re.compile(
+    r"^(You rated \d+ items: |You rate highest: |Your answers to \d+ past items: |You have \d+ past interactions\.$)"
+)
+
+
+def split_fact_lines(text: str) -> tuple[tuple[str, ...], str]:
+    """Split a persona into the lines ``history_facts`` computed and the rest.
+
+    The computed facts are counted, not written by an LM, so whatever edits the rest of a
+    persona (an alignment step) must pass them through unchanged: ``split_fact_lines`` finds
+    them by the line forms ``history_facts`` writes, stale counts included.
+
+    Returns:
+        ``(fact_lines, rest)``: the fact lines in order, stripped, and the other lines joined
+        by newlines (both empty when there are none).
+    """
+    facts: list[str] = []
+    rest: list[str] = []
+    for line in text.splitlines():
+        (facts if _FACT_LINE.match(line.strip()) else rest).append(line)
+    return tuple(line.strip() for line in facts), "\n".join(rest).strip()
 
 
 class SemanticMemory(dspy.Module):
