@@ -36,6 +36,8 @@ PERSONA = (
     "You are a personal assistant. You answer the way this user would, following their preferences.\n"
     "Your answers to 40 past items: POLITICS 55%, WORLD NEWS 20%, ENVIRONMENT 10%."
 )
+#: Tokens sampled per generation-rate run (the rate is over the 47 gaps between them).
+GENERATED_TOKENS = 48
 
 
 def _spin() -> None:
@@ -90,21 +92,20 @@ def main() -> None:
             llama.create_completion(prompt=tokens, max_tokens=1, temperature=0.0)
             prefill_seconds = time.perf_counter() - started
             prefill_rates.append(len(tokens) / prefill_seconds)
+            # Generation: llama.cpp's token loop with no stop condition (create_completion stops on
+            # any end-of-generation token, and Qwen-Coder has several besides the two that a
+            # logit bias can name), timed from the first sampled token to the last.
             llama.reset()
-            started = time.perf_counter()
-            # Every end token is banned (end of text, and the chat template's end of turn, which
-            # Qwen's vocabulary also ends generation on), so 48 tokens follow the same prefill.
-            ends = {llama.token_eos(), *llama.tokenize(b"<|im_end|>", add_bos=False, special=True)}
-            out = llama.create_completion(
-                prompt=tokens, max_tokens=48, temperature=0.0, logit_bias={end: -1000.0 for end in ends}
-            )
-            generating = time.perf_counter() - started - prefill_seconds
-            if out["usage"]["completion_tokens"] == 48 and generating > 0:  # else timing noise won
-                generation_rates.append(48 / generating)
+            stamps = []
+            for count, _token in enumerate(llama.generate(tokens, temp=0.0), start=1):
+                stamps.append(time.perf_counter())
+                if count == GENERATED_TOKENS:
+                    break
+            generation_rates.append((GENERATED_TOKENS - 1) / (stamps[-1] - stamps[0]))
         prefill_rate = max(prefill_rates)
-        generation_rate = max(generation_rates) if generation_rates else None
-        generation = f"{generation_rate:.1f} tok/s" if generation_rate else "not measured (runs ended early)"
-        print(f"limit (llama.cpp, {len(tokens)}-token prompt): prompt {prefill_rate:.1f} tok/s, generation {generation}")
+        generation_rate = max(generation_rates)
+        print(f"limit (llama.cpp, {len(tokens)}-token prompt): prompt {prefill_rate:.1f} tok/s, "
+              f"generation {generation_rate:.1f} tok/s")
 
         # Ours: the same call through DSPy, KV cache dropped first so nothing is reused.
         predictor = dspy.Predict(signature)
@@ -119,8 +120,7 @@ def main() -> None:
                 usage = lm.history[before]["usage"]
                 timings.append((seconds, usage["prompt_tokens"], usage["completion_tokens"]))
         seconds, prompt_tokens, completion_tokens = min(timings)
-        # Without a generation rate the limit counts the prompt only (a handful of answer tokens).
-        limit = prompt_tokens / prefill_rate + (completion_tokens / generation_rate if generation_rate else 0.0)
+        limit = prompt_tokens / prefill_rate + completion_tokens / generation_rate
         print(f"ours (DSPy JSONAdapter + grammar): {seconds:.2f} s for {prompt_tokens} prompt + {completion_tokens} "
               f"generated tokens (answer {answer!r}); limit for the same tokens {limit:.2f} s; "
               f"ratio {seconds / limit:.2f}x")
