@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import dspy
+import numpy as np
 import pytest
 from dspy.lm15 import Config, FunctionTool, Message, Request, UnsupportedFeatureError
 from dspy.utils.exceptions import ContextWindowExceededError
@@ -25,7 +26,7 @@ from dspy.utils.exceptions import ContextWindowExceededError
 from personaagent.config import Settings
 from personaagent.errors import ModelNotAvailable
 from personaagent.runtime import models
-from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, build_lm
+from personaagent.runtime.local_lm import LlamaCppEngine, adapter_for, build_lm, prefix_cache, state_bytes
 
 SMOLLM2 = "local/smollm2-135m-instruct"
 
@@ -259,3 +260,50 @@ def test_hosted_lm_builds_without_network(monkeypatch: pytest.MonkeyPatch) -> No
     assert "api_key" not in built.dump_state()  # secrets never reach a saved program
     assert isinstance(adapter_for(settings, built), dspy.ChatAdapter)
     assert not isinstance(adapter_for(settings, built), dspy.JSONAdapter)
+
+
+@pytest.mark.e2e
+def test_a_prefix_restored_from_the_cache_answers_like_a_fresh_prefill(lm: dspy.LM) -> None:
+    predict = dspy.Predict(Topic)
+    headlines = ["Team wins league", "Election results are in", "New laptop released"]
+    first = [predict(headline=headline).topic for headline in headlines]
+    again = predict(headline=headlines[0]).topic  # its system prompt comes back from the cache
+    assert again == first[0]
+    llama, _ = lm.engine._load()
+    states = list(llama.cache.cache_state.values())
+    assert states and all(state.scores.shape[0] == 1 for state in states)
+    assert llama.cache.cache_size <= lm.engine.prefix_cache_bytes
+
+
+def _fake_state(tokens: list[int], rows: int, vocab: int = 1000, kv_bytes: int = 1 << 20):
+    from llama_cpp.llama import LlamaState
+
+    return LlamaState(
+        input_ids=np.array(tokens, dtype=np.intc),
+        scores=np.ones((rows, vocab), dtype=np.single),
+        n_tokens=len(tokens),
+        llama_state=b"",
+        llama_state_size=kv_bytes,
+        seed=0,
+    )
+
+
+def test_the_prefix_cache_counts_every_byte_of_a_state_and_keeps_one_row_of_logits() -> None:
+    # The issue case: each saved state also copied n_batch rows of logits that the capacity did
+    # not count (311 MB a state with Qwen's vocabulary); a long evaluation ran out of memory.
+    cache = prefix_cache(capacity_bytes=5 << 20)
+    for n in range(20):
+        cache[[n, n + 1, n + 2]] = _fake_state([n, n + 1, n + 2], rows=512)  # 2 MB of logits each
+    states = list(cache.cache_state.values())
+    assert all(state.scores.shape == (1, 1000) for state in states)
+    assert sum(state_bytes(state) for state in states) == cache.cache_size <= 5 << 20
+    assert len(states) == 4  # ~1 MB each: the oldest went first
+    assert cache[[19, 20, 21, 99]].input_ids.tolist() == [19, 20, 21]  # longest saved prefix
+    with pytest.raises(KeyError):
+        cache[[0, 1, 2]]
+
+
+def test_a_state_bigger_than_the_capacity_is_not_kept() -> None:
+    cache = prefix_cache(capacity_bytes=1 << 20)
+    cache[[1, 2]] = _fake_state([1, 2], rows=1, kv_bytes=2 << 20)
+    assert cache.cache_size == 0 and [1, 2] not in cache

@@ -46,6 +46,7 @@ __all__ = [
     "best_cpu_backend",
     "build_lm",
     "load_cpu_backend",
+    "prefix_cache",
 ]
 
 logger = logging.getLogger(__name__)
@@ -326,9 +327,44 @@ class LlamaCppEngine:
                 # llama.cpp keeps one KV sequence, so alternating predictors (tool choice, answer)
                 # would each prefill their shared system prompt again; the cache restores the
                 # longest matching prefix saved by an earlier call.
-                llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prefix_cache_bytes))
+                llama.set_cache(prefix_cache(self.prefix_cache_bytes))
             self._llama = llama
         return self._llama, self._formatter
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes a saved llama.cpp state (``llama_cpp.llama.LlamaState``) holds: KV data, logits, tokens."""
+    return int(state.llama_state_size) + state.scores.nbytes + state.input_ids.nbytes
+
+
+def prefix_cache(capacity_bytes: int) -> Any:
+    """An LRU cache of saved KV states for llama.cpp's prefix reuse, held to ``capacity_bytes``.
+
+    llama-cpp-python's ``LlamaRAMCache`` counts only the KV data against its capacity, while each
+    saved state also copies the logits of every evaluated token (up to n_batch x vocabulary
+    floats: 311 MB for Qwen's 152k-token vocabulary); a 60-query evaluation grew to 24 GB and
+    was killed by the OOM killer. This cache keeps only the last row of logits (a restored state
+    is always decoded again before sampling: ``Llama.load_state`` sets ``_requires_eval``) and
+    counts every byte a state holds.
+
+    Args:
+        capacity_bytes: RAM for saved states; the oldest are dropped first.
+
+    Returns:
+        A ``llama_cpp.LlamaRAMCache`` for ``Llama.set_cache``.
+    """
+    from llama_cpp import LlamaRAMCache
+
+    class PrefixCache(LlamaRAMCache):
+        @property
+        def cache_size(self) -> int:
+            return sum(state_bytes(state) for state in self.cache_state.values())
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            value.scores = value.scores[-1:].copy()
+            super().__setitem__(key, value)
+
+    return PrefixCache(capacity_bytes=capacity_bytes)
 
 
 def _token_text(llama: Any, token: int) -> str:
