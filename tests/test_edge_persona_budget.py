@@ -17,8 +17,10 @@ from personaagent.records import AnswerFormat, Persona, PersonaProvenance, Profi
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
 
 #: A long, well-formed profile as a hosted model writes one: about 5,400 characters of sentences
-#: (a number every few words, so the loop guard on profiles does not take it for a repetition).
-LONG_PROFILE = " ".join(f"Story {i} shows taste {i} for sport {i} and team {i} in season {i}." for i in range(90))
+#: (a distinct made-up word every few words, so the loop guard on profiles does not take it for
+#: a repetition; no numbers, whose sentences a summary loses to drop_statistics).
+_WORDS = [f"{c}{v}{z}" for c in "bdfgklmnpr" for v in "aeiou" for z in "stz"]
+LONG_PROFILE = " ".join(f"Story {w} shows taste {w} for sport {w} and team {w} in season {w}." for w in _WORDS[:90])
 
 
 def agent_with_history(ws) -> PersonaAgent:

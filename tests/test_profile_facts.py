@@ -6,9 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from personaagent.memory.semantic import history_facts, split_fact_lines
+import dspy
+
+from personaagent.memory.semantic import SemanticMemory, drop_statistics, history_facts, split_fact_lines
 from personaagent.persona import place_fact_lines, seed_persona_text
 from personaagent.records import Interaction, Memory, Profile
+from personaagent.testing import ScriptedLM
 
 
 def _memories(rows: list[tuple[str, str, dict]]) -> list[Memory]:
@@ -101,3 +104,43 @@ def test_every_line_history_facts_writes_is_found_in_a_persona(rows):
 )
 def test_prose_that_resembles_a_fact_is_not_one(line):
     assert split_fact_lines(line) == ((), line)
+
+
+@pytest.mark.parametrize(
+    ("summary", "kept"),
+    [
+        # The case seen: the 1.5B model's summary gave a mean of 3.5 for a user whose mean is 3.1.
+        (
+            "The user likes comedy and drama. They tend to rate movies on average 3.5 out of 5. They enjoy well-made films.",
+            "The user likes comedy and drama. They enjoy well-made films.",
+        ),
+        ("Mostly files stories under POLITICS (45%). Writes about elections.", "Writes about elections."),
+        ("They rated 77 movies. Gives 2.5 stars to dramas. Likes 1,200-page novels.", ""),
+        # Years and decades are not statistics.
+        ("They love films from the 1990s and 2001. Covers the 2016 election.", "They love films from the 1990s and 2001. Covers the 2016 election."),
+        ("No numbers at all", "No numbers at all"),
+    ],
+)
+def test_summary_sentences_that_state_numbers_are_dropped(summary, kept):
+    assert drop_statistics(summary) == kept
+
+
+def test_a_profile_keeps_the_computed_mean_not_the_summary_s(tmp_path):
+    rows = [(f"Rate: Film {i}", rating, {"genres": "Drama"}) for i, rating in enumerate(["3.0", "3.5", "2.5", "3.5"])]
+    written = "This user watches dramas. They rate movies on average 4.5 out of 5."
+    lm = ScriptedLM(lambda request: {"profile": written})
+    with dspy.context(lm=lm):
+        profile = SemanticMemory(tmp_path)("u1", _memories(rows))
+    assert profile.text == "This user watches dramas."
+    assert "3.1 on average" in profile.facts
+    assert "4.5" not in seed_persona_text(profile)
+    assert SemanticMemory(tmp_path).get("u1") == profile  # saved: what is left is a summary
+
+
+def test_a_summary_that_is_only_numbers_is_not_saved(tmp_path):
+    rows = [(f"Rate: Film {i}", "4.0", {}) for i in range(3)]
+    lm = ScriptedLM(lambda request: {"profile": "They rate 4 out of 5 on average, 100% of the time."})
+    with dspy.context(lm=lm):
+        profile = SemanticMemory(tmp_path)("u1", _memories(rows))
+    assert profile.text == "" and profile.facts.startswith("You rated 3 items")
+    assert SemanticMemory(tmp_path).get("u1") is None

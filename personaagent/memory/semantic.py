@@ -28,7 +28,7 @@ from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
-__all__ = ["SemanticMemory", "format_history", "history_facts", "split_fact_lines"]
+__all__ = ["SemanticMemory", "drop_statistics", "format_history", "history_facts", "split_fact_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,23 @@ def split_fact_lines(text: str) -> tuple[tuple[str, ...], str]:
     return tuple(line.strip() for line in facts), "\n".join(rest).strip()
 
 
+#: A number in prose that is not a year or a decade ("1995", "1990s"): an average, a share, a
+#: count or a score, which the computed facts state exactly.
+_STATISTIC = re.compile(r"(?<![\w.])(?!(?:1[89]|20)\d\d(?![\d.,]\d))\d+(?:[.,]\d+)?(?![\w.]*\w)|%")
+
+
+def drop_statistics(summary: str) -> str:
+    """``summary`` without its sentences that state numbers (years and decades do not count).
+
+    The numbers of a profile are the computed facts; an LM summary that restates them gets them
+    wrong (Qwen2.5-1.5B wrote "they rate movies on average 3.5 out of 5" for a user whose mean
+    is 3.1, and then answered 3.5 to every rating query), so its numeric sentences are dropped
+    rather than trusted.
+    """
+    sentences = re.split(r"(?<=[.!?])\s+", summary.strip())
+    return " ".join(sentence for sentence in sentences if not _STATISTIC.search(sentence)).strip()
+
+
 class SemanticMemory(dspy.Module):
     """Per-user profiles: computed facts plus an LM summary, stored as JSON in ``folder``.
 
@@ -194,7 +211,8 @@ class SemanticMemory(dspy.Module):
         """Return the user's profile, summarizing ``memories`` first if it is missing or stale.
 
         Only evidence of the user is summarized (``Interaction.is_evidence``): notes the agent
-        saved are left out. A summary that is scaffolding or too short is not saved; the returned
+        saved are left out. Sentences of the summary that state numbers are dropped
+        (:func:`drop_statistics`). A summary that is scaffolding or too short is not saved; the returned
         profile then has the computed facts and empty text (the persona seeds from the facts
         alone) and the next call summarizes again.
 
@@ -210,8 +228,11 @@ class SemanticMemory(dspy.Module):
             return self.get(user_id)  # type: ignore[return-value]
         facts = history_facts(memories)
         history = format_history(memories, max_chars=self.max_history_chars)
-        summary = self.summarize(facts=facts or "(none)", history=history).profile.strip()
+        written = self.summarize(facts=facts or "(none)", history=history).profile.strip()
+        summary = drop_statistics(written)
         problem = generated_text_problem(summary) or (None if len(summary) >= MIN_PROFILE_CHARS else "too short")
+        if summary != written:
+            logger.info("user %r: dropped the summary's sentences that state numbers: %r", user_id, written[:200])
         if problem is not None:
             # Not saved: the next call tries again instead of keeping a garbage profile.
             logger.warning("user %r: profile summary rejected (%s): %r", user_id, problem, summary[:80])
