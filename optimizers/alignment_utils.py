@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,24 +178,33 @@ def default_metric(answer_format: AnswerFormat) -> Callable:
 
     label: 1 if answer and truth name the same label (``match_label``: case, whitespace and
     punctuation do not matter), else 0; rating: 1 - |error| / range;
-    text: unigram F1. The feedback says what the user answered, for the critique step.
+    text: unigram F1. The feedback says what the user answered, for the critique step, and for a
+    rating how far off the answer is and in which direction ("0.5 too high").
     """
 
     def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
         truth, answer = str(gold.answer), pred.answer
+        miss = "wrong"
         if answer_format.kind == "label":
             # The agent's answer parser matches labels the same way (records.match_label).
             matched = match_label(answer, answer_format.labels)
             score = float(matched is not None and matched == match_label(truth, answer_format.labels))
         elif answer_format.kind == "rating":
+            scale = answer_format.max_rating - answer_format.min_rating
             try:
-                error = abs(float(answer) - float(truth))
+                signed_error = float(answer) - float(truth)
             except (TypeError, ValueError):
-                error = answer_format.max_rating - answer_format.min_rating
-            score = max(0.0, 1.0 - error / (answer_format.max_rating - answer_format.min_rating))
+                signed_error = None
+            if signed_error is not None and not math.isfinite(signed_error):  # "nan", "inf"
+                signed_error = None
+            score = 0.0 if signed_error is None else max(0.0, 1.0 - abs(signed_error) / scale)
+            if signed_error:
+                # The direction is a fact to state, not to leave to the critic: given only both
+                # numbers, the 1.5B model's critiques said "higher" and "lower" in one sentence.
+                miss = f"{abs(signed_error):g} {'too high' if signed_error > 0 else 'too low'}"
         else:
             score = _token_f1(str(answer), truth)
-        verdict = "correct" if score >= 1.0 else f"wrong (score {score:.2f})"
+        verdict = "correct" if score >= 1.0 else f"{miss} (score {score:.2f})"
         return dspy.Prediction(score=score, feedback=f"The answer {answer!s} is {verdict}; the user answered {truth}.")
 
     return metric

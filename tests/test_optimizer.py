@@ -11,7 +11,7 @@ import pytest
 from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import PersonaConflict
-from personaagent.optimizers import ContinualAlignment, PersonaAlignment, compile_users, gate_verdict
+from personaagent.optimizers import ContinualAlignment, PersonaAlignment, compile_users, default_metric, gate_verdict
 from personaagent.optimizers.alignment_utils import SimulatedItem, aggregate_critiques, latest_examples, persona_problem
 from personaagent.optimizers.many_users import finished_users
 from personaagent.records import AnswerFormat, Edited, Gated, PersonaProvenance, Simulated, StepSkipped
@@ -216,6 +216,24 @@ def test_gepa_style_feedback_metric_feeds_the_critique(workspace):
     assert {e.feedback for e in aligned.alignment_result.trace.events if e.kind == "simulated"} >= {"FEEDBACK-miss", "FEEDBACK-ok"}
     # The same metric is accepted by dspy.GEPA, for comparison runs.
     dspy.GEPA(metric=metric, max_metric_calls=10, reflection_lm=ws.lm)
+
+
+@pytest.mark.parametrize(
+    ("answer", "truth", "score", "feedback"),
+    [
+        ("3.5", "2.0", 0.625, "The answer 3.5 is 1.5 too high (score 0.62); the user answered 2.0."),
+        ("3.3", "3.5", 0.95, "The answer 3.3 is 0.2 too low (score 0.95); the user answered 3.5."),
+        (4.0, "4", 1.0, "The answer 4.0 is correct; the user answered 4."),
+        ("four", "4", 0.0, "The answer four is wrong (score 0.00); the user answered 4."),
+        ("nan", "4", 0.0, "The answer nan is wrong (score 0.00); the user answered 4."),
+        ("9", "1", 0.0, "The answer 9 is 8 too high (score 0.00); the user answered 1."),
+    ],
+)
+def test_rating_feedback_states_how_far_off_and_which_way(answer, truth, score, feedback):
+    result = default_metric(AnswerFormat(kind="rating", min_rating=1, max_rating=5))(
+        dspy.Example(answer=truth), dspy.Prediction(answer=answer)
+    )
+    assert result.score == pytest.approx(score) and result.feedback == feedback
 
 
 def test_constructor_validates_arguments():
