@@ -10,10 +10,24 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["user_dirname", "write_atomic", "write_bytes_atomic", "write_new", "append_line"]
+from personaagent.errors import UnreadableFile
+
+__all__ = [
+    "user_dirname",
+    "write_atomic",
+    "write_bytes_atomic",
+    "write_new",
+    "append_line",
+    "read_model",
+    "unreadable_reason",
+]
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_MAX_REASON_CHARS = 200
 
 def user_dirname(user_id: str) -> str:
     """A folder name for a user id that is safe on every filesystem.
@@ -76,3 +90,54 @@ def append_line(path: Path, record: BaseModel) -> None:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def unreadable_reason(exc: BaseException, data: bytes | None = None) -> str:
+    """A short one-line reason why a stored record could not be read, for an error message.
+
+    Knows the failures of reading a pydantic record from a file: OSError, UnicodeDecodeError (pass
+    the raw ``data`` to name the bad byte) and pydantic's ValidationError (invalid JSON, or the first
+    field that is wrong, ``field text: Field required``).
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        byte = f"byte 0x{data[exc.start]:02x} " if data is not None and exc.start < len(data) else ""
+        reason = f"not UTF-8 ({byte}at offset {exc.start})"
+    elif isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+    elif isinstance(exc, ValidationError):
+        problems = exc.errors(include_url=False)
+        if not problems:
+            reason = f"not a valid {exc.title}"
+        else:
+            first = problems[0]
+            if first["type"] == "json_invalid":
+                detail = (first.get("ctx") or {}).get("error", "")
+                reason = f"invalid JSON ({detail})" if detail else "invalid JSON"
+            else:
+                where = ".".join(str(part) for part in first["loc"])
+                reason = f"field {where}: {first['msg']}" if where else first["msg"]
+            if len(problems) > 1:
+                reason += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    else:
+        reason = str(exc) or type(exc).__name__
+    reason = " ".join(reason.split())  # one line, whatever a validator's message held
+    return reason if len(reason) <= _MAX_REASON_CHARS else reason[: _MAX_REASON_CHARS - 3] + "..."
+
+
+def read_model(path: Path, model: type[_Model], what: str) -> _Model:
+    """Read a ``model`` record stored as JSON at ``path``.
+
+    Args:
+        what: what the file holds, for the message ("persona", "profile", "job").
+
+    Raises:
+        UnreadableFile: the file cannot be read, is not UTF-8, not JSON or not a valid record; the
+            message is one line and the file is left untouched. (A missing file raises it too:
+            callers that allow one check first.)
+    """
+    data: bytes | None = None
+    try:
+        data = path.read_bytes()
+        return model.model_validate_json(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+        raise UnreadableFile(f"{what} file {path} is unreadable: {unreadable_reason(exc, data)}") from None

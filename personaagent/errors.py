@@ -16,6 +16,7 @@ __all__ = [
     "EmptyHistory",
     "PersonaConflict",
     "StoreError",
+    "UnreadableFile",
     "StoreLocked",
     "EmbeddingMismatch",
     "QueryTooLong",
@@ -68,6 +69,14 @@ class PersonaConflict(PersonaAgentError):
 
 class StoreError(PersonaAgentError):
     """The memory store cannot do what was asked."""
+
+
+class UnreadableFile(PersonaAgentError):
+    """A file personaagent stored (persona version, profile, job) cannot be read back.
+
+    The message is one line, ``<what> file <path> is unreadable: <short reason>``; the file is left
+    as it is, so nothing is lost and it can be repaired or removed by hand.
+    """
 
 
 class StoreLocked(StoreError):

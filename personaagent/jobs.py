@@ -23,10 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from personaagent._files import write_atomic
-from personaagent.errors import UnknownJob
+from personaagent._files import read_model, write_atomic
+from personaagent.errors import UnknownJob, UnreadableFile
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.records import AnswerFormat, Record, UserCompileRecord, UserId, utc_now
 from personaagent.traces import new_run_id
@@ -131,16 +131,16 @@ class JobQueue:
         path = self._path(job_id) if _JOB_ID.match(job_id) else None
         if path is None or not path.is_file():
             raise UnknownJob(f"no compile job {job_id!r}")
-        return CompileJob.model_validate_json(path.read_text(encoding="utf-8"))
+        return read_model(path, CompileJob, "job")
 
     def jobs(self) -> list[CompileJob]:
         """Every job on disk, oldest first (an unreadable file is logged and left out)."""
         found = []
         for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
             try:
-                found.append(CompileJob.model_validate_json(path.read_text(encoding="utf-8")))
-            except (OSError, ValidationError) as exc:
-                logger.warning("job file %s is unreadable, skipped: %s", path, exc)
+                found.append(read_model(path, CompileJob, "job"))
+            except UnreadableFile as exc:
+                logger.warning("%s; skipped", exc)
         return sorted(found, key=lambda job: (job.created_at, job.job_id))
 
     def submit(self, user_id: str, options: CompileOptions | None = None) -> CompileJob:
@@ -202,7 +202,7 @@ class JobQueue:
                 continue
             try:
                 job = self.get(job_id)
-            except (UnknownJob, OSError, ValidationError) as exc:
+            except (UnknownJob, UnreadableFile) as exc:
                 logger.warning("queued job %s cannot be read, skipped: %s", job_id, exc)
                 continue
             if job.state == "queued":

@@ -14,9 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from personaagent._files import user_dirname, write_new
+from personaagent._files import read_model, user_dirname, write_new
 from personaagent.errors import PersonaAgentError, PersonaConflict, PersonaTooLong, UnknownUser
 from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
 
@@ -149,10 +147,7 @@ class PersonaBook:
 
     def _read(self, user_id: str, version: int) -> Persona:
         path = self._user_folder(user_id) / f"v{version}.json"
-        try:
-            persona = Persona.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError) as exc:
-            raise PersonaAgentError(f"persona file {path} is unreadable: {exc}") from None
+        persona = read_model(path, Persona, "persona")
         if persona.user_id != user_id:  # a hash collision would be the only way here
             raise PersonaAgentError(f"persona file {path} belongs to another user")
         return persona
@@ -258,5 +253,5 @@ class PersonaBook:
         for folder in sorted(self.folder.iterdir()):
             files = sorted(folder.glob("v*.json")) if folder.is_dir() else []
             if files:
-                users.append(Persona.model_validate_json(files[0].read_text(encoding="utf-8")).user_id)
+                users.append(read_model(files[0], Persona, "persona").user_id)
         return users

@@ -30,6 +30,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from personaagent._files import unreadable_reason
 from personaagent.errors import InvalidRecord, UnknownTask
 from personaagent.records import AnswerFormat, Interaction, EARLIEST, MetadataValue, as_aware
 
@@ -275,10 +276,10 @@ def _read_samples(path: Path) -> list[Interaction]:
             for line_number, line in enumerate(handle, start=1):
                 if line.strip():
                     interactions.append(Interaction.model_validate_json(line))
-    except OSError as exc:
-        raise InvalidRecord(f"{path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRecord(f"{path}: {unreadable_reason(exc)}") from None
     except ValidationError as exc:
-        raise InvalidRecord(f"{path}: line {line_number}: {exc.errors()[0]['msg']}") from None
+        raise InvalidRecord(f"{path}: line {line_number}: {unreadable_reason(exc)}") from None
     return interactions
 
 

@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dspy
-from pydantic import ValidationError
 
-from personaagent._files import user_dirname, write_atomic
+from personaagent._files import read_model, user_dirname, write_atomic
 from personaagent.actions import as_ratings
-from personaagent.errors import EmptyHistory, PersonaAgentError
+from personaagent.errors import EmptyHistory
 from personaagent.guards import generated_text_problem
 from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
@@ -198,10 +197,7 @@ class SemanticMemory(dspy.Module):
         path = self._path(user_id)
         if not path.is_file():
             return None
-        try:
-            return Profile.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValidationError) as exc:
-            raise PersonaAgentError(f"profile file {path} is unreadable: {exc}") from None
+        return read_model(path, Profile, "profile")
 
     def needs_refresh(self, user_id: str, num_interactions: int) -> bool:
         profile = self.get(user_id)
