@@ -144,3 +144,66 @@ def test_a_summary_that_is_only_numbers_is_not_saved(tmp_path):
         profile = SemanticMemory(tmp_path)("u1", _memories(rows))
     assert profile.text == "" and profile.facts.startswith("You rated 3 items")
     assert SemanticMemory(tmp_path).get("u1") is None
+
+
+_RESTATED_FACT = "Your answers to 60 past items: POLITICS 90%."
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- Your answers to 60 past items: POLITICS 90%.",
+        "* Your answers to 60 past items: POLITICS 90%.",
+        "+ Your answers to 60 past items: POLITICS 90%.",
+        "• Your answers to 60 past items: POLITICS 90%.",
+        "> Your answers to 60 past items: POLITICS 90%.",
+        "1. Your answers to 60 past items: POLITICS 90%.",
+        "**Your answers to 60 past items:** POLITICS 90%.",
+        "**Your answers to 60 past items**: POLITICS 90%.",
+        "**Your answers to 60 past items: POLITICS 90%.**",
+        "*Your answers to 60 past items:* POLITICS 90%.",
+        "__Your answers to 60 past items:__ POLITICS 90%.",
+        "  > - **Your answers to 60 past items:** POLITICS 90%.  ",
+    ],
+)
+def test_a_fact_restated_in_markdown_is_recognised_and_returned_clean(line):
+    persona = f"You are a personal assistant.\n{line}\nLikes elections."
+    assert split_fact_lines(persona) == ((_RESTATED_FACT,), "You are a personal assistant.\nLikes elections.")
+
+
+@pytest.mark.parametrize(
+    ("line", "clean"),
+    [
+        ("* You rated 12 items: mean 3.5.", "You rated 12 items: mean 3.5."),
+        ("- **You rate highest:** Drama (4.5).", "You rate highest: Drama (4.5)."),
+        ("> **You have 5 past interactions.**", "You have 5 past interactions."),
+    ],
+)
+def test_every_fact_form_is_recognised_behind_markers(line, clean):
+    assert split_fact_lines(line) == ((clean,), "")
+
+
+def test_an_edit_that_restates_a_count_in_markdown_keeps_only_the_computed_line():
+    # The case seen: the LM restated the count as a bullet; kept, the persona had two counts.
+    computed = "Your answers to 10 past items: POLITICS 60%, SPORTS 40%."
+    facts, _ = split_fact_lines(f"You are a personal assistant.\n{computed}\nWrites about Congress.")
+    restated, rewrite = split_fact_lines("You are an assistant.\n- **Your answers to 60 past items:** POLITICS 90%.\nLikes polls.")
+    assert restated == (_RESTATED_FACT,)
+    edited = place_fact_lines(rewrite, facts)
+    assert edited == f"You are an assistant.\n{computed}\nLikes polls."
+    assert sum("past items" in line for line in edited.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- You rated highly the films of Kubrick.",
+        "**Your answers** are short.",
+        "* You have many past interactions.",
+        "- Likes sports; Your answers to 60 past items: POLITICS 90%.",  # not at the line's opening
+        "**Note:** Your answers to 60 past items: POLITICS 90%.",
+        "-Your answers to 60 past items: POLITICS 90%.",  # "-" without a space is not a list marker
+    ],
+)
+def test_markdown_prose_that_resembles_a_fact_is_not_one(line):
+    assert split_fact_lines(line) == ((), line)

@@ -135,22 +135,50 @@ _FACT_LINE = re.compile(
 )
 
 
+#: Markdown an LM puts before a line it restates: a list bullet (``-``, ``*``, ``+``, ``•``), a
+#: number (``1.``, ``2)``) or a quote (``>``), each followed by a space; any number of them.
+_LINE_MARKERS = re.compile(r"^(?:(?:[-*+•]|\d{1,3}[.)])\s+|>\s*)+")
+#: Emphasis opened at the start of a line (``**``, ``__``, ``*``, ``_``), closed later on it.
+_EMPHASIS = re.compile(r"^(\*\*|__|\*|_)(?=\S)")
+
+
+def _unmarked(line: str) -> str:
+    """``line`` stripped of leading markdown list/quote markers and of emphasis around its opening:
+    ``- **Your answers to 60 past items:** POLITICS 90%.`` -> ``Your answers to 60 past items: POLITICS 90%.``
+    """
+    text = _LINE_MARKERS.sub("", line.strip())
+    emphasis = _EMPHASIS.match(text)
+    if emphasis is not None:
+        mark = emphasis.group(1)
+        body = text[len(mark):]
+        close = body.find(mark)
+        if close > 0:  # and its closing mark: "**Your answers to 60 past items:** POLITICS 90%."
+            body = body[:close] + body[close + len(mark):]
+        text = body
+    return text.strip()
+
+
 def split_fact_lines(text: str) -> tuple[tuple[str, ...], str]:
     """Split a persona into the lines ``history_facts`` computed and the rest.
 
     The computed facts are counted, not written by an LM, so whatever edits the rest of a
     persona (an alignment step) must pass them through unchanged: ``split_fact_lines`` finds
-    them by the line forms ``history_facts`` writes, stale counts included.
+    them by the line forms ``history_facts`` writes, stale counts included, also when an LM
+    restated one as markdown (``- **Your answers to 60 past items:** ...``, ``> You rated ...``).
 
     Returns:
-        ``(fact_lines, rest)``: the fact lines in order, stripped, and the other lines joined
-        by newlines (both empty when there are none).
+        ``(fact_lines, rest)``: the fact lines in order, stripped of whitespace and markdown
+        markers, and the other lines joined by newlines (both empty when there are none).
     """
     facts: list[str] = []
     rest: list[str] = []
     for line in text.splitlines():
-        (facts if _FACT_LINE.match(line.strip()) else rest).append(line)
-    return tuple(line.strip() for line in facts), "\n".join(rest).strip()
+        plain = _unmarked(line)
+        if _FACT_LINE.match(plain):
+            facts.append(plain)
+        else:
+            rest.append(line)
+    return tuple(facts), "\n".join(rest).strip()
 
 
 #: A number in prose that is not a year or a decade ("1995", "1990s"): an average, a share, a
