@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
-from personaagent.errors import PersonaAgentError, PersonaConflict
+from personaagent.errors import PersonaAgentError, PersonaConflict, command_hint
 from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
 from personaagent import telemetry
 from personaagent.runtime.usage import metered
@@ -142,7 +142,7 @@ def compile_users(
                     "status": result.status, "score_initial": result.score_initial, "score_final": result.score_final
                 }
                 if result.status == "failed":  # a failed record always says why
-                    outcome["error"] = f"no simulated answer succeeded; see `personaagent trace show {run_id}`"
+                    outcome["error"] = f"no simulated answer succeeded; see `{command_hint('trace', 'show', run_id)}`"
                 try:
                     commit_aligned(aligned, traces_dir=aligner.traces_dir)
                     outcome["persona_version"] = aligned.persona_version

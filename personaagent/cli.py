@@ -26,7 +26,7 @@ from personaagent.agent import PersonaAgent
 from personaagent.jobs import CompileOptions
 from personaagent.config import DEFAULT_LOCAL_MODEL, load_settings
 from personaagent.demo import run_demo
-from personaagent.errors import PersonaAgentError, UnknownUser
+from personaagent.errors import PersonaAgentError, UnknownUser, command_hint
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.ingest import read_interactions, read_user_text
@@ -364,7 +364,7 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
                 click.echo(f"{record.user_id}: {record.error}", err=True)
         if run_dir.is_dir():  # a compile that failed before its first step traced nothing
             click.echo(f"\nTrace run {run_id}: {run_dir}")
-            click.echo(f"View it with: personaagent trace show {run_id}")
+            click.echo(f"View it with: {command_hint('trace', 'show', run_id)}")
     failed = [r.user_id for r in records if r.status in ("failed", "conflict")]
     if failed:
         raise click.ClickException(
@@ -517,7 +517,7 @@ def persona_show(ctx: click.Context, user_id: str, version: int | None, as_json:
     book = _session(ctx).workspace.personas
     found = book.get(user_id, version) if version is not None else book.current(user_id)
     if found is None:
-        raise UnknownUser(f"no persona for user {user_id!r}; compile one with `personaagent compile {user_id}`")
+        raise UnknownUser(f"no persona for user {user_id!r}; compile one with `{command_hint('compile', user_id)}`")
     if as_json:
         _echo_json(found.model_dump(mode="json"))
         return
@@ -538,7 +538,7 @@ def persona_history(ctx: click.Context, user_id: str, as_json: bool):
     """
     versions = _session(ctx).workspace.personas.history(user_id)
     if not versions:
-        raise UnknownUser(f"no persona for user {user_id!r}; compile one with `personaagent compile {user_id}`")
+        raise UnknownUser(f"no persona for user {user_id!r}; compile one with `{command_hint('compile', user_id)}`")
     if as_json:
         _echo_json([p.model_dump(mode="json") for p in versions])
         return
@@ -786,4 +786,4 @@ def demo(ctx: click.Context):
     if result.persona is not None:
         click.echo(f"\nPersona v{result.persona.version}:\n{result.persona.text}")
     click.echo(f"\nTrace: {result.trace_dir}")
-    click.echo(f"View it with: personaagent trace show {result.trace_dir.name}")
+    click.echo(f"View it with: {command_hint('trace', 'show', result.trace_dir.name)}")

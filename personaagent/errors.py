@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from dspy.utils.exceptions import AdapterParseError
 
 __all__ = [
+    "command_hint",
     "PersonaAgentError",
     "ConfigError",
     "ModelNotAvailable",
@@ -27,6 +29,22 @@ __all__ = [
     "UnknownRun",
     "UnknownMethod",
 ]
+
+
+def command_hint(*words: object) -> str:
+    """A command line a message tells the user to run, each word shell-quoted.
+
+    ``words`` are the subcommand and its positional arguments (no options):
+    ``command_hint("compile", "Amy Russo")`` is ``personaagent compile 'Amy Russo'``, which, pasted
+    into a shell, compiles one user, not ``Amy`` and ``Russo``. An argument that starts with ``-``
+    (a user id ``--all``) comes after ``--``, so it is not read as an option.
+    """
+    quoted = ["personaagent"]
+    for word in map(str, words):
+        if word.startswith("-") and "--" not in quoted:
+            quoted.append("--")
+        quoted.append(shlex.quote(word))
+    return " ".join(quoted)
 
 
 class PersonaAgentError(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from personaagent._files import read_model, user_dirname, write_new
-from personaagent.errors import PersonaAgentError, PersonaConflict, PersonaTooLong, UnknownUser
+from personaagent.errors import PersonaAgentError, PersonaConflict, PersonaTooLong, UnknownUser, command_hint
 from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
 
 __all__ = [
@@ -161,7 +161,7 @@ class PersonaBook:
         """One version; raises UnknownUser if the user or the version does not exist."""
         versions = self._versions(user_id)
         if not versions:
-            raise UnknownUser(f"no persona for user {user_id!r}; compile one with `personaagent compile {user_id}`")
+            raise UnknownUser(f"no persona for user {user_id!r}; compile one with `{command_hint('compile', user_id)}`")
         if version not in versions:
             raise UnknownUser(f"user {user_id!r} has no persona version {version}; versions: {versions}")
         return self._read(user_id, version)

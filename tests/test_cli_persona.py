@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 
+import pytest
 from conftest import CLI_LM_FIELDS
+
+from personaagent.errors import command_hint
 
 
 def test_show_current_and_older_versions(invoke, compiled_run: str) -> None:
@@ -55,3 +59,44 @@ def test_unknown_user_and_version_are_one_line_errors(invoke, compiled_run: str)
         assert result.stderr.startswith("Error: no persona for user 'mallory'"), result.stderr
     missing = invoke("persona", "show", "alice", "--version", "9")
     assert missing.exit_code == 1 and "has no persona version 9; versions: [1, 2]" in missing.stderr
+
+
+def _hinted_command(stderr: str) -> list[str]:
+    # The command between the backticks of the hint, split the way a shell would.
+    return shlex.split(stderr.split("`")[1])
+
+
+@pytest.mark.parametrize("user_id", ["Amy Russo", "O'Brien", 'say "hi"; rm -rf ~', "--all", "alice"])
+def test_hints_quote_the_user_id_so_a_pasted_command_names_one_user(invoke, user_id: str) -> None:
+    for command, options, arguments in (
+        (("persona", "show"), (), (user_id,)),
+        (("persona", "history"), (), (user_id,)),
+        (("persona", "show"), ("--version", "1"), (user_id,)),
+        (("persona", "diff"), (), (user_id, "1", "2")),
+    ):
+        args = (*command, *options, *(["--"] if user_id.startswith("-") else []), *arguments)
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        hinted = _hinted_command(result.stderr)
+        assert hinted == ["personaagent", "compile", *(["--"] if user_id.startswith("-") else []), user_id]
+
+
+def test_the_given_case_reads_as_newcomers_expect(invoke) -> None:
+    result = invoke("persona", "show", "Amy Russo")
+    assert result.stderr == "Error: no persona for user 'Amy Russo'; compile one with `personaagent compile 'Amy Russo'`\n"
+
+
+def test_command_hint_quotes_every_argument() -> None:
+    assert command_hint("trace", "show", "20240101-abc") == "personaagent trace show 20240101-abc"
+    assert command_hint("compile", "O'Brien") == "personaagent compile 'O'\"'\"'Brien'"
+    assert shlex.split(command_hint("compile", "a b", "", "$(x)")) == ["personaagent", "compile", "a b", "", "$(x)"]
+    assert command_hint("compile", "--all") == "personaagent compile -- --all"  # a user, not the option
+
+
+def test_a_hinted_command_runs_for_the_one_user_named(invoke, history_file) -> None:
+    # The hint's words, given back to the CLI, reach the user: compile of "--all" is one user id.
+    hinted = _hinted_command(invoke("persona", "show", "--", "-x y").stderr)
+    assert hinted == ["personaagent", "compile", "--", "-x y"]
+    result = invoke(*hinted[1:])
+    assert "no memories" in result.stderr and "'-x y'" in result.stderr, result.output

