@@ -152,3 +152,18 @@ def test_build_ratings_task_from_source(tmp_path: Path) -> None:
     assert history[0].query == "Rate the movie: Heat (1995); genres: Action|Crime|Thriller"
     assert history[0].metadata == {"movie_id": 1, "genres": "Action|Crime|Thriller"}
     assert task.spec.rating_range == (0.5, 5.0)
+
+
+def test_the_data_readme_names_the_task_kinds_the_code_reads() -> None:
+    import re
+    from typing import get_args
+
+    from personaagent.evaluation.tasks import TASK_NAMES, TaskKind
+
+    readme = (data_dir() / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"kind \(((?:`\w+`(?: / )?)+)\)", readme)
+    assert listed is not None, "data/README.md no longer lists the task kinds"
+    documented = set(re.findall(r"`(\w+)`", listed.group(1)))
+    assert documented == set(get_args(TaskKind))
+    for name in TASK_NAMES:
+        assert json.loads((data_dir() / name / "task.json").read_text(encoding="utf-8"))["kind"] in documented
