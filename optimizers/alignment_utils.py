@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 import dspy
 
-from personaagent.guards import repetition_problem, scaffolding_problem
+from personaagent.actions import as_ratings
+from personaagent.guards import generated_text_problem, repetition_problem, scaffolding_problem
 from personaagent.persona import persona_length_problem
 from personaagent.records import EARLIEST, AnswerFormat, PersonaProvenance, as_aware, match_label
-from personaagent.signatures import CritiqueAnswer, UpdatePersona
+from personaagent.signatures import CritiqueAnswer, NameItemKind, UpdatePersona
 
 __all__ = [
     "PersonaProgram",
@@ -32,6 +33,8 @@ __all__ = [
     "default_metric",
     "latest_examples",
     "aggregate_critiques",
+    "habit_critique",
+    "item_kind_problem",
     "persona_problem",
     "fold_text",
 ]
@@ -226,6 +229,51 @@ def latest_examples(trainset: Sequence[dspy.Example], n: int) -> list[dspy.Examp
     return [trainset[i] for i in order[-n:]]
 
 
+#: Longest item kind accepted from the LM; a longer one is a sentence, not a kind.
+MAX_ITEM_KIND_CHARS = 60
+
+
+def item_kind_problem(item_kind: str) -> str | None:
+    """Why the LM's name for a kind of item cannot go into a critique, or None."""
+    if not 3 <= len(item_kind) <= MAX_ITEM_KIND_CHARS:
+        return f"item kind must be 3 to {MAX_ITEM_KIND_CHARS} characters, got {len(item_kind)}"
+    if len(item_kind.split()) < 2:
+        # "movie" (seen): a kind that fits every item of the user says nothing about a habit.
+        return f"item kind must be two words or more, got {item_kind!r}"
+    return generated_text_problem(item_kind)
+
+
+def habit_critique(answer_format: AnswerFormat, item_kind: str, guess: Any, truth: str, related: Sequence[str]) -> str:
+    """The textual loss of one wrong label or rating, written from facts: what the user answered
+    for this kind of item, what was guessed, and what their most similar past items got.
+
+    Only ``item_kind`` (e.g. "climate-policy stories") comes from an LM. Asked for the whole
+    sentence, Qwen2.5-1.5B inverted the direction it was given ("the answer is 1.2 too high"
+    became "this user rates higher than the assistant guessed") in most rating critiques on dev
+    users, and wrote about single items ("likes to hide cameras in stores") on news.
+
+    Args:
+        answer_format: ``label`` or ``rating``.
+        item_kind: a plural noun phrase naming the kind of item.
+        guess: the simulated answer (None when it did not parse).
+        truth: the user's real answer.
+        related: the user's answers to their most similar past items.
+    """
+    guessed = "no answer" if guess is None else str(guess)
+    if answer_format.kind == "rating":
+        sentence = f"This user rates {item_kind} {truth}, not {guessed}."
+        ratings = as_ratings(list(related))
+        if ratings:
+            sentence += f" Their {len(ratings)} most similar past items average {sum(ratings) / len(ratings):.1f}."
+        return sentence
+    truth_label = match_label(truth, answer_format.labels) or truth
+    same = sum(match_label(answer, answer_format.labels) == truth_label for answer in related)
+    sentence = f"This user answers {truth_label} for {item_kind}, not {guessed}."
+    if related:
+        sentence += f" {same} of their {len(related)} most similar past items are {truth_label} too."
+    return sentence
+
+
 def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[str, bool]:
     """Join per-item critiques into one bounded textual gradient.
 
@@ -254,7 +302,9 @@ def _sentences(text: str) -> list[str]:
 
 #: Sentences of the critique and update prompts' own instructions. A small model asked to rewrite
 #: the persona sometimes echoes its instructions back; that text is no persona.
-_PROMPT_SENTENCES = tuple(_sentences(CritiqueAnswer.instructions) + _sentences(UpdatePersona.instructions))
+_PROMPT_SENTENCES = tuple(
+    _sentences(CritiqueAnswer.instructions) + _sentences(NameItemKind.instructions) + _sentences(UpdatePersona.instructions)
+)
 
 
 

@@ -23,7 +23,7 @@ from dspy.teleprompt.teleprompt import Teleprompter
 
 from personaagent.actions import format_memories
 from personaagent.errors import EmptyHistory
-from personaagent.memory.semantic import split_fact_lines
+from personaagent.memory.semantic import metadata_topics, split_fact_lines
 from personaagent.persona import MAX_PERSONA_CHARS, persona_diff, persona_length_problem, place_fact_lines
 from personaagent.quoting import defuse_markers, quote
 from personaagent.records import (
@@ -41,7 +41,7 @@ from personaagent.records import (
     StepSkipped,
 )
 from personaagent.runtime.usage import UsageMeter, metered
-from personaagent.signatures import CritiqueAnswer, UpdatePersona
+from personaagent.signatures import CritiqueAnswer, NameItemKind, UpdatePersona
 from personaagent.traces import TraceWriter, UserTrace, new_run_id
 
 from .alignment_utils import (
@@ -52,12 +52,17 @@ from .alignment_utils import (
     check_metric,
     default_metric,
     gate_verdict,
+    habit_critique,
+    item_kind_problem,
     latest_examples,
     mean_score,
     persona_problem,
 )
 
 __all__ = ["PersonaAlignment", "AlignmentResult"]
+
+#: Most of an item's topics named as its kind in a critique ("Action/Horror/Sci-Fi items").
+MAX_KIND_TOPICS = 4
 
 logger = logging.getLogger(__name__)
 
@@ -428,6 +433,8 @@ class PersonaAlignment(Teleprompter):
     ) -> list[str] | None:
         """Critiques of the simulated answers; None when the budget ran out first."""
         critic = dspy.Predict(CritiqueAnswer)
+        name_kind = dspy.Predict(NameItemKind)
+        answer_format = program.answer_format
         critiques = []
         for index, item in enumerate(simulated):
             if item.score >= 1.0:
@@ -437,20 +444,34 @@ class PersonaAlignment(Teleprompter):
             if self._over_budget(run.meter):
                 return None
             item_id = str(item.example.get("memory_id") or index)
+            # Choices, not notes. All stored text is quoted data: it must not instruct the model
+            # that edits the persona.
+            related = [m for m in item.retrieved if m.interaction.is_evidence]
             with metered() as step, self._prompt_model_scope():
                 try:
-                    # Facts first (the guess, the truth, the verdict, the user's own related
-                    # choices), so a small model states a habit instead of guessing one. All of it
-                    # is quoted data: stored text must not instruct the model that edits the persona.
-                    critique = critic(
-                        query=quote(str(item.example.query)),
-                        assistant_guess="(no answer)" if item.answer is None else quote(str(item.answer)),
-                        user_choice=quote(str(item.example.answer)),
-                        verdict=defuse_markers(item.feedback),
-                        related_past_choices=format_memories(
-                            [m for m in item.retrieved if m.interaction.is_evidence]  # choices, not notes
-                        ),
-                    ).critique.strip()
+                    if answer_format.kind in ("label", "rating"):
+                        # Labels and ratings: the sentence is written from the facts (see
+                        # habit_critique); only the kind of item may come from the LM.
+                        critique = habit_critique(
+                            answer_format,
+                            _item_kind(item.example, related, name_kind),
+                            item.answer,
+                            str(item.example.answer),
+                            [m.interaction.response for m in related],
+                        )
+                        if self.metric is not None and item.feedback:
+                            # A caller's metric may know what the facts above do not.
+                            critique += f" {defuse_markers(item.feedback)}"
+                    else:
+                        # Facts first (the guess, the truth, the verdict, the user's own related
+                        # choices), so the model states a habit instead of guessing one.
+                        critique = critic(
+                            query=quote(str(item.example.query)),
+                            assistant_guess="(no answer)" if item.answer is None else quote(str(item.answer)),
+                            user_choice=quote(str(item.example.answer)),
+                            verdict=defuse_markers(item.feedback),
+                            related_past_choices=format_memories(related),
+                        ).critique.strip()
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)
                     run.write(StepSkipped, iteration=iteration, step="critique", error=_short(exc))
@@ -503,6 +524,24 @@ class PersonaAlignment(Teleprompter):
 
     def _prompt_model_scope(self) -> AbstractContextManager[Any]:
         return dspy.context(lm=self.prompt_model) if self.prompt_model is not None else nullcontext()
+
+
+def _item_kind(example: dspy.Example, related: Sequence[Any], name_kind: dspy.Predict) -> str:
+    """The kind of item ``example`` is: its own topics when its metadata names them (genres),
+    else what the LM calls it.
+
+    Raises:
+        ValueError: the LM's name is not a short phrase (``item_kind_problem``).
+    """
+    topics = metadata_topics(example.get("metadata") or {})
+    if topics:
+        return f"{'/'.join(topics[:MAX_KIND_TOPICS])} items"
+    named = name_kind(query=quote(str(example.query)), similar_items=format_memories(related))
+    item_kind = named.item_kind.strip().strip("\"'.")
+    problem = item_kind_problem(item_kind)
+    if problem is not None:
+        raise ValueError(f"unusable item kind {item_kind[:80]!r}: {problem}")
+    return item_kind
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -84,7 +84,8 @@ def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
 
     Only evidence of the user becomes an example (``Interaction.is_evidence``): a note the agent
     saved has no true response and is never simulated or critiqued. Each example carries its
-    memory id and timestamp so re-answering it hides it (and anything newer) from retrieval.
+    memory id and timestamp so re-answering it hides it (and anything newer) from retrieval, and
+    its metadata, whose topics (genres) name the kind of item in a critique.
     """
     return [
         dspy.Example(
@@ -92,6 +93,7 @@ def examples_from_memories(memories: Sequence[Memory]) -> list[dspy.Example]:
             answer=m.interaction.response,
             memory_id=m.memory_id,
             timestamp=m.interaction.timestamp,
+            metadata=dict(m.interaction.metadata),
         ).with_inputs("query")
         for m in memories
         if m.interaction.is_evidence

@@ -125,13 +125,15 @@ def persona_sensitive(
     *,
     new_persona: str | Exception = "You love SPORTS above everything and answer SPORTS for match reports.",
     critique: str = "The user files most match reports under sports.",
+    item_kind: str = "match reports",
     profile: str = "Writes match reports.",
 ) -> Callable[[LMRequest], dict[str, Any]]:
     """A script whose answers depend on the persona, so alignment can really change them.
 
     The answer is SPORTS when the system prompt (the persona) contains "love SPORTS", else
-    POLITICS; critiques, edits and profiles are the given texts (an Exception as ``new_persona``
-    is raised, to fail the edit step). Any other request fails the test that made it.
+    POLITICS; critiques (of free-text answers), kinds of item (for critiques of labels and
+    ratings), edits and profiles are the given texts (an Exception as ``new_persona`` is raised,
+    to fail the edit step). Any other request fails the test that made it.
     """
 
     def script(request: LMRequest) -> dict[str, Any]:
@@ -139,6 +141,8 @@ def persona_sensitive(
             return {"answer": "SPORTS" if LOVES_SPORTS in request.system else "POLITICS"}
         if request.asks_for("critique"):
             return {"critique": critique}
+        if request.asks_for("item_kind"):
+            return {"item_kind": item_kind}
         if request.asks_for("new_persona"):
             if isinstance(new_persona, Exception):
                 raise new_persona

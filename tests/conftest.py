@@ -56,6 +56,7 @@ CLI_LM_FIELDS = {
     "tool_input": "",
     "profile": "Writes short news pieces, mostly about politics, sometimes sports.",
     "critique": "The user files election and policy stories under politics, not sports.",
+    "item_kind": "election and policy stories",
     "new_persona": "You are a personal assistant for a reporter who files most of their stories under politics.",
 }
 

@@ -23,7 +23,7 @@ def script_with(gate: threading.Event | None = None):
         if request.asks_for("new_persona") and gate is not None:
             gate.wait(timeout=10)  # hold the re-alignment until the test lets it finish
         fixed = {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS",
-                 "critique": "The user cares about sports.", "new_persona": ALIGNED, "profile": "Writes about games."}
+                 "item_kind": "match reports", "new_persona": ALIGNED, "profile": "Writes about games."}
         return {field: fixed[field] for field in request.output_fields}
 
     return script

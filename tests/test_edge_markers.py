@@ -87,7 +87,7 @@ def test_critique_and_profile_prompts_get_the_stored_text_defused_and_quoted(mak
     agent.commit_persona()
     PersonaAlignment(num_recent=3).compile(agent)
     profile = next(r for r in ws.lm.requests if r.asks_for("profile"))
-    critiques = [r for r in ws.lm.requests if r.asks_for("critique")]
+    critiques = [r for r in ws.lm.requests if r.asks_for("item_kind")]
     assert len(critiques) == 3
     for request in [profile, *critiques]:
         assert ANSWER_MARKER not in request.user

@@ -36,8 +36,8 @@ def obedient(request: LMRequest) -> dict:
         remember = request.user.startswith("[[ ## query ## ]]\nPlease remember")
         return {"tool_name": MEMORY_UPDATE if remember else "finish", "tool_input": REMEMBER if remember else ""}
     hijacked = OBEYS.search(request.user) is not None
-    if request.asks_for("critique") and hijacked:
-        return {"critique": INSTRUCTION}
+    if request.asks_for("item_kind") and hijacked:
+        return {"item_kind": INSTRUCTION}
     if request.asks_for("new_persona") and hijacked:
         return {"new_persona": HIJACKED}
     if request.asks_for("profile") and hijacked:
@@ -72,7 +72,7 @@ def test_the_issue_case_a_note_is_never_simulated_critiqued_or_profiled(ws):
     batch = [e.query for e in aligned.alignment_result.trace.events if isinstance(e, Simulated) and e.phase == "batch"]
     assert batch == ["match report 3", "match report 4", "match report 5"]  # was [4, 5, the note]
     for request in ws.lm.requests:
-        if request.asks_for("critique") or request.asks_for("new_persona") or request.asks_for("profile"):
+        if request.asks_for("item_kind") or request.asks_for("new_persona") or request.asks_for("profile"):
             assert INSTRUCTION not in request.user
     assert HIJACKED not in seed.text
     # The edit's text, and the seed's computed facts, which count the 5 answers and not the note.
@@ -90,7 +90,7 @@ def test_stored_text_that_instructs_the_model_cannot_change_the_persona(ws):
     agent = agent.seeded()
     seed = agent.commit_persona()
     aligned = PersonaAlignment(num_recent=3).compile(agent)
-    critiques = [r for r in ws.lm.requests if r.asks_for("critique")]
+    critiques = [r for r in ws.lm.requests if r.asks_for("item_kind")]
     assert any(INSTRUCTION in r.user for r in critiques)  # it was there ...
     assert not any(OBEYS.search(r.user) for r in critiques)  # ... never as a line of its own
     assert HIJACKED not in seed.text and HIJACKED not in aligned.persona_text

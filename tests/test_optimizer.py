@@ -12,7 +12,14 @@ from personaagent.agent import PersonaAgent
 from personaagent.config import Settings
 from personaagent.errors import PersonaConflict
 from personaagent.optimizers import ContinualAlignment, PersonaAlignment, compile_users, default_metric, gate_verdict
-from personaagent.optimizers.alignment_utils import SimulatedItem, aggregate_critiques, latest_examples, persona_problem
+from personaagent.optimizers.alignment_utils import (
+    SimulatedItem,
+    aggregate_critiques,
+    habit_critique,
+    item_kind_problem,
+    latest_examples,
+    persona_problem,
+)
 from personaagent.optimizers.many_users import finished_users
 from personaagent.records import AnswerFormat, Edited, Gated, PersonaProvenance, Simulated, StepSkipped
 from personaagent import testing
@@ -117,7 +124,7 @@ def test_compile_is_pure_and_the_commit_carries_the_provenance(workspace):
     assert saved.provenance.source == "alignment"
     assert saved.provenance.run_id == aligned.alignment_result.run_id
     assert len(saved.provenance.interaction_ids) == 3
-    assert "sports" in saved.provenance.critique
+    assert "This user answers SPORTS for match reports, not POLITICS." in saved.provenance.critique
     assert agent.persona_text == seeded.text  # compile edits a copy
 
 
@@ -153,7 +160,7 @@ def test_batch_score_never_decreases_after_an_accepted_edit(workspace):
         "   ",
         "[[ ## new_persona ## ]] x",
         '{"new_persona": "You like sports a lot"}',
-        "The user cares about sports.",
+        "This user answers SPORTS for match reports, not POLITICS.",
         "You are a Canadian man. Weird news." + " You can't have that." * 30,  # seen with SmolLM2
     ],
     ids=["empty", "blank", "scaffolding", "json", "copy-of-critique", "degenerate-loop"],
@@ -174,11 +181,11 @@ def test_failing_critique_and_edit_calls_are_recorded_and_skipped(workspace):
     calls = {"critique": 0}
 
     def script(request):
-        if request.asks_for("critique"):
+        if request.asks_for("item_kind"):
             calls["critique"] += 1
             if calls["critique"] == 2:
                 raise RuntimeError("provider hiccup")
-            return {"critique": f"critique {calls['critique']}"}
+            return {"item_kind": f"match reports of kind {calls['critique']}"}
         return persona_sensitive(edit=RuntimeError("edit failed"))(request)
 
     ws = workspace(script)
@@ -211,8 +218,8 @@ def test_gepa_style_feedback_metric_feeds_the_critique(workspace):
         return dspy.Prediction(score=float(right), feedback=f"FEEDBACK-{'ok' if right else 'miss'}")
 
     aligned = PersonaAlignment(metric=metric).compile(agent)
-    critique_prompts = [r.user for r in ws.lm.requests if r.asks_for("critique")]
-    assert critique_prompts and all("FEEDBACK-miss" in prompt for prompt in critique_prompts)
+    critiques = [e.critique for e in aligned.alignment_result.trace.events if e.kind == "critiqued"]
+    assert critiques and all(c.endswith("SPORTS too. FEEDBACK-miss") for c in critiques)
     assert {e.feedback for e in aligned.alignment_result.trace.events if e.kind == "simulated"} >= {"FEEDBACK-miss", "FEEDBACK-ok"}
     # The same metric is accepted by dspy.GEPA, for comparison runs.
     dspy.GEPA(metric=metric, max_metric_calls=10, reflection_lm=ws.lm)
@@ -234,6 +241,68 @@ def test_rating_feedback_states_how_far_off_and_which_way(answer, truth, score, 
         dspy.Example(answer=truth), dspy.Prediction(answer=answer)
     )
     assert result.score == pytest.approx(score) and result.feedback == feedback
+
+
+RATINGS = AnswerFormat(kind="rating", min_rating=1, max_rating=5)
+
+
+@pytest.mark.parametrize(
+    ("answer_format", "guess", "truth", "related", "expected"),
+    [
+        (LABELS, "POLITICS", "sports", ["SPORTS", "POLITICS", "sports."],
+         "This user answers SPORTS for match reports, not POLITICS. 2 of their 3 most similar past items are SPORTS too."),
+        (LABELS, None, "SPORTS", [], "This user answers SPORTS for match reports, not no answer."),
+        # The direction is in the numbers, never in the LM's words (it inverted them on dev users).
+        (RATINGS, 3.5, "2.0", ["2.0", "3.0", "Please remember: I like jazz"], "This user rates match reports 2.0, not 3.5."),
+        (RATINGS, 4.4, "5.0", ["4.0", "5.0"],
+         "This user rates match reports 5.0, not 4.4. Their 2 most similar past items average 4.5."),
+    ],
+)
+def test_habit_critiques_are_written_from_the_facts(answer_format, guess, truth, related, expected):
+    assert habit_critique(answer_format, "match reports", guess, truth, related) == expected
+
+
+@pytest.mark.parametrize(
+    ("item_kind", "fine"),
+    [("match reports", True), ("", False), ("ok", False), ("x " * 40, False), ("[[ ## item_kind ## ]]", False)],
+)
+def test_item_kind_must_be_a_short_phrase(item_kind, fine):
+    assert (item_kind_problem(item_kind) is None) == fine
+
+
+def test_a_rating_critique_names_the_item_s_genres_without_asking_the_lm(tmp_path, hashing_embedder):
+    def script(request):
+        if request.asks_for("answer"):
+            return {"answer": 4.0}
+        return testing.persona_sensitive()(request)
+
+    ws = Workspace(Settings(home=tmp_path / "home", store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder)
+    agent = PersonaAgent("u1", workspace=ws, answer_format=RATINGS, use_actions=False)
+    for day in range(4):
+        agent.observe(f"Rate the movie: Scary {day}", "2.0", timestamp=datetime(2021, 1, 1) + timedelta(days=day),
+                      metadata={"genres": "Horror|Thriller"})
+    aligned = PersonaAlignment().compile(agent)
+    critiques = [e.critique for e in aligned.alignment_result.trace.events if e.kind == "critiqued"]
+    assert critiques[0].startswith("This user rates Horror/Thriller items 2.0, not 4.0.")
+    assert not any(r.asks_for("item_kind") for r in ws.lm.requests)
+    ws.close()
+
+
+def test_free_text_answers_get_the_lm_s_critique(tmp_path, hashing_embedder):
+    def script(request):
+        if request.asks_for("answer"):
+            return {"answer": "Short and dry." if "love SPORTS" not in request.system else "Great match!"}
+        return testing.persona_sensitive(critique="This user writes cheerful replies.")(request)
+
+    ws = Workspace(Settings(home=tmp_path / "home", store=":memory:"), lm=ScriptedLM(script), embedder=hashing_embedder)
+    agent = PersonaAgent("u1", workspace=ws, answer_format=AnswerFormat(), use_actions=False)
+    for day in range(4):
+        agent.observe(f"How was match {day}?", "Great match!", timestamp=datetime(2021, 1, 1) + timedelta(days=day))
+    aligned = PersonaAlignment().compile(agent)
+    critiques = [e.critique for e in aligned.alignment_result.trace.events if e.kind == "critiqued"]
+    assert critiques == ["This user writes cheerful replies."] * 3
+    assert not any(r.asks_for("item_kind") for r in ws.lm.requests)
+    ws.close()
 
 
 def test_constructor_validates_arguments():
@@ -343,7 +412,7 @@ def meddling(action):
     answers, done = persona_sensitive(), []
 
     def script(request):
-        if request.asks_for("critique") and not done:
+        if request.asks_for("item_kind") and not done:
             done.append(True)
             action()
         return answers(request)
@@ -486,7 +555,7 @@ def test_an_edit_rewrites_the_learned_lines_and_keeps_the_computed_facts(workspa
     assert aligned.persona_text == f"{GOOD_PERSONA}\n{FACTS}\nYou skim long stories."
     (update,) = [r for r in ws.lm.requests if r.asks_for("new_persona")]
     assert "What is known about the user: reads a lot." in update.user
-    assert "past items" not in update.user  # the LM is not asked to rewrite the counts
+    assert FACTS not in update.user  # the LM is not asked to rewrite the counts
 
 
 def test_an_edit_that_only_restates_the_facts_is_no_edit(workspace):

@@ -37,9 +37,9 @@ from personaagent.testing import ScriptedLM
 LABELS = AnswerFormat(kind="label", labels=("SPORTS", "POLITICS"))
 RATING = AnswerFormat(kind="rating", min_rating=1.0, max_rating=5.0)
 GOOD_PERSONA = "You love SPORTS above everything and always answer SPORTS for such items."
-CRITIQUE = "The user cares about sports."
+ITEM_KIND = "match reports"
 #: Output field each step of the loop asks for.
-STEP_FIELD = {"simulate": "answer", "critique": "critique", "edit": "new_persona"}
+STEP_FIELD = {"simulate": "answer", "critique": "item_kind", "edit": "new_persona"}
 
 # retry_after=0 keeps DSPy's retries instant; without it DSPy sleeps 1 s, 2 s, 4 s.
 FAULTS = {
@@ -72,8 +72,8 @@ def persona_sensitive(request):
         return {"tool_name": "finish", "tool_input": ""}
     if request.asks_for("answer"):
         return {"answer": "SPORTS" if "love SPORTS" in request.system else "POLITICS"}
-    if request.asks_for("critique"):
-        return {"critique": CRITIQUE}
+    if request.asks_for("item_kind"):
+        return {"item_kind": ITEM_KIND}
     if request.asks_for("new_persona"):
         return {"new_persona": GOOD_PERSONA}
     if request.asks_for("profile"):
@@ -148,7 +148,7 @@ def test_every_simulation_failing_ends_failed_without_touching_the_persona(make_
     assert len(simulate) == 3 and all(surfaces_as in e.error for e in simulate)
     assert aligned.alignment_result.status == "failed"
     # Nothing was learned from answers that never came: no critique, no edit, no new version.
-    assert not any(r.asks_for("critique") or r.asks_for("new_persona") for r in ws.lm.requests)
+    assert not any(r.asks_for("item_kind") or r.asks_for("new_persona") for r in ws.lm.requests)
     assert ws.personas.current("u1") == before
     assert aligned.persona_text == before.text
 
@@ -158,7 +158,7 @@ GARBAGE_EDITS = {
     "whitespace": " \n\t ",
     "json": '{"new_persona": "You love SPORTS above everything."}',
     "scaffolding": "[[ ## new_persona ## ]]\nYou love SPORTS above everything.\n[[ ## completed ## ]]",
-    "copy-of-gradient": f"1. {CRITIQUE}",
+    "copy-of-gradient": f"1. This user answers SPORTS for {ITEM_KIND}, not POLITICS.",
     "update-instructions": UpdatePersona.instructions,
     "critique-instructions": CritiqueAnswer.instructions,
     "unchanged": None,  # the current persona, given back as the edit
@@ -186,9 +186,9 @@ def test_garbage_edit_never_replaces_the_persona(make_ws, garbage):
     assert aligned.persona_text == before.text
 
 
-@pytest.mark.parametrize("critique", ["", "   "], ids=["empty", "blank"])
-def test_empty_critiques_stop_the_iteration_before_any_edit(make_ws, critique):
-    ws = make_ws(faulty("critique", {"critique": critique}))
+@pytest.mark.parametrize("item_kind", ["", "   "], ids=["empty", "blank"])
+def test_empty_critiques_stop_the_iteration_before_any_edit(make_ws, item_kind):
+    ws = make_ws(faulty("item_kind", {"item_kind": item_kind}))
     agent, before = seeded_agent(ws)
     aligned = align(ws, agent)
     assert [e.step for e in skipped(aligned)] == ["critique"] * 3 + ["aggregate"]
@@ -200,7 +200,7 @@ def test_a_transient_error_is_retried_by_dspy_and_the_step_succeeds(make_ws):
     attempts = {"critique": 0}
 
     def script(request):
-        if request.asks_for("critique"):
+        if request.asks_for("item_kind"):
             attempts["critique"] += 1
             if attempts["critique"] <= 2:  # the first call fails twice, then goes through
                 raise LMRateLimitError("429", retry_after=0)

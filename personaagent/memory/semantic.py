@@ -14,8 +14,9 @@ import logging
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dspy
 
@@ -27,7 +28,7 @@ from personaagent.quoting import interaction_line
 from personaagent.records import Memory, Profile, validate_user_id
 from personaagent.signatures import SummarizeProfile
 
-__all__ = ["SemanticMemory", "drop_statistics", "format_history", "history_facts", "split_fact_lines"]
+__all__ = ["SemanticMemory", "drop_statistics", "format_history", "history_facts", "metadata_topics", "split_fact_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ _TOPIC_KEYS = ("genres", "genre", "topics", "topic", "category", "tags")
 _MIN_TOPIC_ITEMS = 3
 
 
-def _topics(memory: Memory) -> list[str]:
+def metadata_topics(metadata: Mapping[str, Any]) -> list[str]:
+    """The topics an item's metadata names (``genres: "Comedy|Drama"``), or ``[]``."""
     for key in _TOPIC_KEYS:
-        value = memory.interaction.metadata.get(key)
+        value = metadata.get(key)
         if isinstance(value, str) and value.strip():
             return [topic.strip() for topic in value.split("|") if topic.strip() and topic.strip() != "(no genres listed)"]
     return []
@@ -77,7 +79,7 @@ def _rating_facts(memories: Sequence[Memory], ratings: list[float], max_topics: 
     ]
     by_topic: dict[str, list[float]] = defaultdict(list)
     for memory, rating in zip(memories, ratings):
-        for topic in _topics(memory):
+        for topic in metadata_topics(memory.interaction.metadata):
             by_topic[topic].append(rating)
     means = sorted(
         ((statistics.fmean(values), topic, len(values)) for topic, values in by_topic.items() if len(values) >= _MIN_TOPIC_ITEMS),
