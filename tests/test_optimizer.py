@@ -514,6 +514,12 @@ def test_gate_verdict_compares_the_same_items_before_and_after():
     assert better.accepted and better.reason == "score 0.500 > 0.000"
     tie = gate_verdict(items(1.0, 0.0), items(0.0, 1.0))
     assert not tie.accepted and tie.reason == "score 0.500 <= 0.500"
+    # The same rating scores in another order: their means differ in the last digit only.
+    errors = [1.5, 0.3, 0.3, 0.5, 0.1, 0.2]
+    before, after = [1 - e / 4.5 for e in errors], [1 - e / 4.5 for e in [0.3, 1.5, 0.1, 0.5, 0.2, 0.3]]
+    assert sum(after) / 6 > sum(before) / 6
+    rounding = gate_verdict(items(*before), items(*after))
+    assert not rounding.accepted and rounding.reason == "score 0.893 <= 0.893"
     failing = gate_verdict(items(0.0, 0.0), items(1.0, 0.0, failed=1))
     assert not failing.accepted and "1 simulations failed" in failing.reason
     off = gate_verdict(items(0.5, 0.5), None)
