@@ -236,13 +236,20 @@ def latest_examples(trainset: Sequence[dspy.Example], n: int) -> list[dspy.Examp
 MAX_ITEM_KIND_CHARS = 60
 
 
-def item_kind_problem(item_kind: str) -> str | None:
-    """Why the LM's name for a kind of item cannot go into a critique, or None."""
+def item_kind_problem(item_kind: str, *, labels: Sequence[str] = ()) -> str | None:
+    """Why the LM's name for a kind of item cannot go into a critique, or None.
+
+    Args:
+        labels: the task's labels; a kind that is one of them names an answer, not a kind of
+            item ("This user answers CRIME for WORLD NEWS" says nothing).
+    """
     if not 3 <= len(item_kind) <= MAX_ITEM_KIND_CHARS:
         return f"item kind must be 3 to {MAX_ITEM_KIND_CHARS} characters, got {len(item_kind)}"
     if len(item_kind.split()) < 2:
         # "movie" (seen): a kind that fits every item of the user says nothing about a habit.
         return f"item kind must be two words or more, got {item_kind!r}"
+    if labels and match_label(item_kind, labels) is not None:
+        return f"item kind {item_kind!r} is one of the labels"
     return generated_text_problem(item_kind)
 
 

@@ -28,6 +28,7 @@ from personaagent.persona import MAX_PERSONA_CHARS, persona_diff, persona_length
 from personaagent.quoting import defuse_markers, quote
 from personaagent.records import (
     Aggregated,
+    AnswerFormat,
     CompileFinished,
     CompileStarted,
     CompileStatus,
@@ -35,6 +36,7 @@ from personaagent.records import (
     Edited,
     Gated,
     LMUsage,
+    Memory,
     PersonaProvenance,
     Simulated,
     SimulationPhase,
@@ -454,7 +456,7 @@ class PersonaAlignment(Teleprompter):
                         # habit_critique); only the kind of item may come from the LM.
                         critique = habit_critique(
                             answer_format,
-                            _item_kind(item.example, related, name_kind),
+                            _item_kind(item.example, related, name_kind, answer_format),
                             item.answer,
                             str(item.example.answer),
                             [m.interaction.response for m in related],
@@ -526,19 +528,20 @@ class PersonaAlignment(Teleprompter):
         return dspy.context(lm=self.prompt_model) if self.prompt_model is not None else nullcontext()
 
 
-def _item_kind(example: dspy.Example, related: Sequence[Any], name_kind: dspy.Predict) -> str:
+def _item_kind(example: dspy.Example, related: Sequence[Memory], name_kind: dspy.Predict, answer_format: AnswerFormat) -> str:
     """The kind of item ``example`` is: its own topics when its metadata names them (genres),
-    else what the LM calls it.
+    else what the LM calls it, from the item and the user's most similar items (their texts
+    only: shown the user's answers too, the 1.5B model named a label, "WORLD NEWS").
 
     Raises:
-        ValueError: the LM's name is not a short phrase (``item_kind_problem``).
+        ValueError: the LM's name is not a short phrase, or is a label (``item_kind_problem``).
     """
     topics = metadata_topics(example.get("metadata") or {})
     if topics:
         return f"{'/'.join(topics[:MAX_KIND_TOPICS])} items"
-    named = name_kind(query=quote(str(example.query)), similar_items=format_memories(related))
-    item_kind = named.item_kind.strip().strip("\"'.")
-    problem = item_kind_problem(item_kind)
+    similar = "\n".join(f"- {quote(m.interaction.query, max_chars=160)}" for m in related) or "(none)"
+    item_kind = name_kind(query=quote(str(example.query)), similar_items=similar).item_kind.strip().strip("\"'.")
+    problem = item_kind_problem(item_kind, labels=answer_format.labels)
     if problem is not None:
         raise ValueError(f"unusable item kind {item_kind[:80]!r}: {problem}")
     return item_kind

@@ -264,10 +264,25 @@ def test_habit_critiques_are_written_from_the_facts(answer_format, guess, truth,
 
 @pytest.mark.parametrize(
     ("item_kind", "fine"),
-    [("match reports", True), ("", False), ("ok", False), ("x " * 40, False), ("[[ ## item_kind ## ]]", False)],
+    [
+        ("match reports", True),
+        ("", False),
+        ("ok", False),
+        ("movie", False),  # seen: a kind that fits every item
+        ("x " * 40, False),
+        ("[[ ## item_kind ## ]]", False),
+    ],
 )
 def test_item_kind_must_be_a_short_phrase(item_kind, fine):
     assert (item_kind_problem(item_kind) is None) == fine
+
+
+@pytest.mark.parametrize("item_kind", ["WORLD NEWS", "world news.", "World  News"])
+def test_an_item_kind_that_is_a_label_names_an_answer_not_a_kind(item_kind):
+    # Seen: "This user answers CRIME for WORLD NEWS, not WORLD NEWS."
+    labels = ("WORLD NEWS", "SPORTS")
+    assert item_kind_problem(item_kind, labels=labels) == f"item kind {item_kind!r} is one of the labels"
+    assert item_kind_problem("stories about police shootings", labels=labels) is None
 
 
 def test_a_rating_critique_names_the_item_s_genres_without_asking_the_lm(tmp_path, hashing_embedder):
@@ -286,6 +301,17 @@ def test_a_rating_critique_names_the_item_s_genres_without_asking_the_lm(tmp_pat
     assert critiques[0].startswith("This user rates Horror/Thriller items 2.0, not 4.0.")
     assert not any(r.asks_for("item_kind") for r in ws.lm.requests)
     ws.close()
+
+
+def test_the_kind_of_item_is_named_from_texts_without_the_user_s_answers(workspace):
+    ws = workspace(persona_sensitive())
+    aligned = PersonaAlignment().compile(add_history(ws, "u1", ["SPORTS"] * 4))
+    kind_prompts = [r.user for r in ws.lm.requests if r.asks_for("item_kind")]
+    assert len(kind_prompts) == 3
+    for prompt in kind_prompts:
+        similar = prompt.split("[[ ## similar_items ## ]]")[1].split("[[ ##")[0]
+        assert "match report number" in similar and "SPORTS" not in similar
+    assert aligned.alignment_result.status == "edited"
 
 
 def test_free_text_answers_get_the_lm_s_critique(tmp_path, hashing_embedder):
