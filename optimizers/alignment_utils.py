@@ -18,6 +18,7 @@ import dspy
 from personaagent.actions import as_ratings
 from personaagent.guards import generated_text_problem, repetition_problem, scaffolding_problem
 from personaagent.persona import persona_length_problem
+from personaagent.quoting import quote
 from personaagent.records import EARLIEST, AnswerFormat, PersonaProvenance, as_aware, match_label
 from personaagent.signatures import CritiqueAnswer, NameItemKind, UpdatePersona
 
@@ -245,10 +246,12 @@ def item_kind_problem(item_kind: str, *, labels: Sequence[str] = ()) -> str | No
     """
     if not 3 <= len(item_kind) <= MAX_ITEM_KIND_CHARS:
         return f"item kind must be 3 to {MAX_ITEM_KIND_CHARS} characters, got {len(item_kind)}"
+    if not item_kind.isprintable():
+        return "item kind must be one line of printable text"
     if len(item_kind.split()) < 2:
         # "movie" (seen): a kind that fits every item of the user says nothing about a habit.
         return f"item kind must be two words or more, got {item_kind!r}"
-    if labels and match_label(item_kind, labels) is not None:
+    if any(_folded(item_kind) == _folded(label) for label in labels):
         return f"item kind {item_kind!r} is one of the labels"
     return generated_text_problem(item_kind)
 
@@ -269,19 +272,36 @@ def habit_critique(answer_format: AnswerFormat, item_kind: str, guess: Any, trut
         truth: the user's real answer.
         related: the user's answers to their most similar past items.
     """
-    guessed = "no answer" if guess is None else str(guess)
+    truth_text, guess_text = _answer_text(truth, answer_format), _answer_text(guess, answer_format)
+    kind = quote(item_kind, max_chars=MAX_ITEM_KIND_CHARS)  # stored or LM text: data, never instructions
+    verb = "rates" if answer_format.kind == "rating" else "answers"
+    sentence = f"This user {verb} {kind} {truth_text}" if verb == "rates" else f"This user answers {truth_text} for {kind}"
+    # A caller's metric may score a right answer below 1: then there is no "not ..." to state.
+    sentence += "." if guess_text == truth_text else f", not {guess_text}."
     if answer_format.kind == "rating":
-        sentence = f"This user rates {item_kind} {truth}, not {guessed}."
-        ratings = as_ratings(list(related))
+        ratings = as_ratings([answer.strip() for answer in related])
         if ratings:
             sentence += f" Their {len(ratings)} most similar past items average {sum(ratings) / len(ratings):.1f}."
-        return sentence
-    truth_label = match_label(truth, answer_format.labels) or truth
-    same = sum(match_label(answer, answer_format.labels) == truth_label for answer in related)
-    sentence = f"This user answers {truth_label} for {item_kind}, not {guessed}."
-    if related:
-        sentence += f" {same} of their {len(related)} most similar past items are {truth_label} too."
+    elif related:
+        same = sum(_answer_text(answer, answer_format) == truth_text for answer in related)
+        sentence += f" {same} of their {len(related)} most similar past items are {truth_text} too."
     return sentence
+
+
+def _answer_text(answer: Any, answer_format: AnswerFormat) -> str:
+    """An answer as critique text: a rating as its number, a label as the label, else quoted."""
+    if answer is None:
+        return "no answer"
+    text = str(answer).strip()
+    if answer_format.kind == "rating":
+        ratings = as_ratings([text])
+        return f"{round(ratings[0], 2):g}" if ratings else quote(text, max_chars=40)
+    label = match_label(text, answer_format.labels)
+    return label if label is not None and _folded(label) == _folded(text) else quote(text, max_chars=40)
+
+
+def _folded(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text).lower()
 
 
 def aggregate_critiques(critiques: Sequence[str], *, max_chars: int) -> tuple[str, bool]:

@@ -463,7 +463,7 @@ class PersonaAlignment(Teleprompter):
                         )
                         if self.metric is not None and item.feedback:
                             # A caller's metric may know what the facts above do not.
-                            critique += f" {defuse_markers(item.feedback)}"
+                            critique += f" Feedback: {quote(item.feedback, max_chars=300)}"
                     else:
                         # Facts first (the guess, the truth, the verdict, the user's own related
                         # choices), so the model states a habit instead of guessing one.
@@ -536,11 +536,12 @@ def _item_kind(example: dspy.Example, related: Sequence[Memory], name_kind: dspy
     Raises:
         ValueError: the LM's name is not a short phrase, or is a label (``item_kind_problem``).
     """
-    topics = metadata_topics(example.get("metadata") or {})
+    # Stored metadata is data: a topic that is not a short line is not a genre.
+    topics = [t for t in metadata_topics(example.get("metadata") or {}) if t.isprintable() and len(t) <= 30]
     if topics:
         return f"{'/'.join(topics[:MAX_KIND_TOPICS])} items"
     similar = "\n".join(f"- {quote(m.interaction.query, max_chars=160)}" for m in related) or "(none)"
-    item_kind = name_kind(query=quote(str(example.query)), similar_items=similar).item_kind.strip().strip("\"'.")
+    item_kind = name_kind(query=quote(str(example.query)), similar_items=similar).item_kind.strip().rstrip(".")
     problem = item_kind_problem(item_kind, labels=answer_format.labels)
     if problem is not None:
         raise ValueError(f"unusable item kind {item_kind[:80]!r}: {problem}")

@@ -38,7 +38,7 @@ def test_show_walks_through_the_iteration(invoke, compiled_run: str) -> None:
     assert f"User 'alice' in run {compiled_run}" in text
     assert "Iteration 1" in text
     assert "[0.00] answered 'sports', user said 'politics'" in text
-    assert "critique: This user answers politics for " + CLI_LM_FIELDS["item_kind"] + ", not sports." in text
+    assert "critique: This user answers politics for \"" + CLI_LM_FIELDS["item_kind"] + "\", not sports." in text
     assert "gradient (3 critiques):\n      1. This user answers politics for " in text
     assert "persona diff:" in text and "+" + CLI_LM_FIELDS["new_persona"] in text
     assert "gate: accepted (score 0.800 > 0.200); score 0.200 -> 0.800" in text

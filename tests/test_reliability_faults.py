@@ -158,7 +158,7 @@ GARBAGE_EDITS = {
     "whitespace": " \n\t ",
     "json": '{"new_persona": "You love SPORTS above everything."}',
     "scaffolding": "[[ ## new_persona ## ]]\nYou love SPORTS above everything.\n[[ ## completed ## ]]",
-    "copy-of-gradient": f"1. This user answers SPORTS for {ITEM_KIND}, not POLITICS.",
+    "copy-of-gradient": f"1. This user answers SPORTS for \"{ITEM_KIND}\", not POLITICS.",
     "update-instructions": UpdatePersona.instructions,
     "critique-instructions": CritiqueAnswer.instructions,
     "unchanged": None,  # the current persona, given back as the edit
