@@ -274,8 +274,10 @@ def habit_critique(answer_format: AnswerFormat, item_kind: str, guess: Any, trut
     """
     truth_text, guess_text = _answer_text(truth, answer_format), _answer_text(guess, answer_format)
     kind = quote(item_kind, max_chars=MAX_ITEM_KIND_CHARS)  # stored or LM text: data, never instructions
-    verb = "rates" if answer_format.kind == "rating" else "answers"
-    sentence = f"This user {verb} {kind} {truth_text}" if verb == "rates" else f"This user answers {truth_text} for {kind}"
+    if answer_format.kind == "rating":
+        sentence = f"This user rates {kind} {truth_text}"
+    else:
+        sentence = f"This user answers {truth_text} for {kind}"
     # A caller's metric may score a right answer below 1: then there is no "not ..." to state.
     sentence += "." if guess_text == truth_text else f", not {guess_text}."
     if answer_format.kind == "rating":
