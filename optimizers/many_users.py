@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
-from personaagent.errors import PersonaAgentError, PersonaConflict, command_hint
+from personaagent.errors import LM_UNUSABLE_ERRORS, PersonaAgentError, PersonaConflict, command_hint
 from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
 from personaagent import telemetry
 from personaagent.runtime.usage import metered
@@ -119,6 +119,10 @@ def compile_users(
         One record per requested user, in the order given (resumed users keep their old record).
         A user whose persona was changed by someone else while their compile ran ends as
         "conflict": the edit is not stored, and a rerun compiles them again.
+
+    Raises:
+        One of ``errors.LM_UNUSABLE_ERRORS`` (e.g. DSPy's ``LMNotConfiguredError``): the LM cannot
+        be used at all. The run stops there; users finished before it stay finished.
     """
     agent_options = dict(agent_options or {})
     run_id = run_id or new_run_id()
@@ -128,8 +132,11 @@ def compile_users(
     if done:
         logger.info("resuming: %d of %d users already compiled", len(user_ids) - len(todo), len(user_ids))
     write_lock = threading.Lock()
+    unusable_lm: list[Exception] = []  # set once by the first worker that finds the LM unusable
 
-    def compile_one(user_id: str) -> UserCompileRecord:
+    def compile_one(user_id: str) -> UserCompileRecord | None:
+        if unusable_lm:
+            return None
         outcome: dict[str, Any]
         with telemetry.span("personaagent.compile", user_id=user_id, run_id=run_id, kind="CHAIN"), metered() as meter:
             try:
@@ -149,6 +156,9 @@ def compile_users(
                 except PersonaConflict as exc:
                     logger.warning("user %r: aligned persona not stored: %s", user_id, exc)
                     outcome.update(status="conflict", error=str(exc))
+            except LM_UNUSABLE_ERRORS as exc:
+                unusable_lm.append(exc)  # every other user would fail the same way
+                return None
             except PersonaAgentError as exc:
                 logger.warning("user %r not compiled: %s", user_id, exc)
                 outcome = {"status": "failed", "error": str(exc)}
@@ -166,4 +176,6 @@ def compile_users(
     # timeout=0 turns off straggler resubmission: a slow user's compile must never run twice.
     executor = ParallelExecutor(num_threads=num_threads, disable_progress_bar=True, max_errors=len(todo) + 1, timeout=0)
     fresh = dict(zip(todo, executor.execute(compile_one, todo))) if todo else {}
+    if unusable_lm:
+        raise unusable_lm[0]
     return [fresh.get(user) or done[user] for user in dict.fromkeys(user_ids)]

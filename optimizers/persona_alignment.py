@@ -22,7 +22,7 @@ import dspy
 from dspy.teleprompt.teleprompt import Teleprompter
 
 from personaagent.actions import format_memories
-from personaagent.errors import EmptyHistory
+from personaagent.errors import LM_UNUSABLE_ERRORS, EmptyHistory
 from personaagent.memory.semantic import metadata_topics, split_fact_lines
 from personaagent.persona import MAX_PERSONA_CHARS, persona_diff, persona_length_problem, place_fact_lines
 from personaagent.quoting import defuse_markers, quote
@@ -411,6 +411,8 @@ class PersonaAlignment(Teleprompter):
                         scored.feedback,
                         retrieved=tuple(getattr(prediction, "retrieved", None) or ()),
                     )
+                except LM_UNUSABLE_ERRORS:
+                    raise  # not this item's failure: every call would fail the same way
                 except Exception as exc:  # an unparseable or failed answer scores 0; the run goes on
                     logger.warning("simulation of %s failed: %s", item_id, exc)
                     run.write(StepSkipped, iteration=iteration, step="simulate", error=_short(exc))
@@ -474,6 +476,8 @@ class PersonaAlignment(Teleprompter):
                             verdict=defuse_markers(item.feedback),
                             related_past_choices=format_memories(related),
                         ).critique.strip()
+                except LM_UNUSABLE_ERRORS:
+                    raise
                 except Exception as exc:
                     logger.warning("critique of %s failed: %s", item_id, exc)
                     run.write(StepSkipped, iteration=iteration, step="critique", error=_short(exc))
@@ -496,6 +500,8 @@ class PersonaAlignment(Teleprompter):
             try:
                 feedback = defuse_markers(gradient)  # critiques may echo stored text
                 rewrite = dspy.Predict(UpdatePersona)(persona=learned, feedback=feedback).new_persona
+            except LM_UNUSABLE_ERRORS:
+                raise
             except Exception as exc:
                 run.write(StepSkipped, iteration=iteration, step="edit", error=_short(exc))
                 return None

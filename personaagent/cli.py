@@ -89,6 +89,12 @@ def _one_line(exc: BaseException) -> str:
     return str(exc)
 
 
+def _first_line(exc: BaseException) -> str:
+    # DSPy's LM errors go on with "To fix: pass api_key= on dspy.LM(...)": advice for Python
+    # code, not for a command line, which gives its own hint.
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 class _Group(click.Group):
     """A group that turns user mistakes raised by the library into ``Error: ...`` and exit 1."""
 
@@ -101,7 +107,7 @@ class _Group(click.Group):
         except _LM_SETUP_ERRORS as exc:
             logger.debug("LM call failed", exc_info=True)
             raise click.ClickException(
-                f"the LM call failed ({type(exc).__name__}: {_one_line(exc)}); check --lm, "
+                f"the LM call failed ({type(exc).__name__}: {_first_line(exc)}); check --lm, "
                 "PERSONAAGENT_LM_API_BASE and PERSONAAGENT_LM_API_KEY"
             ) from exc
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.exceptions import (
+    AdapterParseError,
+    LMAuthError,
+    LMBillingError,
+    LMConfigurationError,
+    LMTransportError,
+    LMUnsupportedModelError,
+)
 
 __all__ = [
+    "LM_UNUSABLE_ERRORS",
     "command_hint",
     "PersonaAgentError",
     "ConfigError",
@@ -29,6 +37,19 @@ __all__ = [
     "UnknownRun",
     "UnknownMethod",
 ]
+
+#: DSPy's errors that hold for every call of an LM, not for one prompt: no model configured, no
+#: key or a wrong one, an unknown model, a server that cannot be reached. Loops that outlive one
+#: item's failure (alignment, compiling many users, evaluation) re-raise these: going on would
+#: fail every remaining item the same way and bury the one message the user needs under a
+#: failure per item (seen: a traceback per user from `compile --all` with a missing API key).
+LM_UNUSABLE_ERRORS: tuple[type[Exception], ...] = (
+    LMConfigurationError,
+    LMAuthError,
+    LMBillingError,
+    LMUnsupportedModelError,
+    LMTransportError,
+)
 
 
 def command_hint(*words: object) -> str:

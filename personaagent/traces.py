@@ -249,10 +249,10 @@ def format_trace(trace: UserTrace, *, query_chars: int = 90) -> str:
     if finished is None:
         lines.append("  (no finish event: the run was interrupted or is still going)")
     else:
-        version = f"v{trace.persona_version}" if trace.persona_version else "none stored"
+        stored = f"stored persona v{trace.persona_version}" if trace.persona_version else "no persona stored"
         lines.append(
             f"  finished: {finished.status}, score {finished.score_initial:.3f} -> {finished.score_final:.3f}, "
-            f"persona {version}, {finished.iterations} iteration(s), {finished.usage.calls} LM calls, "
+            f"{stored}, {finished.iterations} iteration(s) with critiques, {finished.usage.calls} LM calls, "
             f"{finished.usage.tokens} tokens, {finished.usage.seconds:.1f} s"
         )
     committed = trace.committed

@@ -42,10 +42,24 @@ def test_show_walks_through_the_iteration(invoke, compiled_run: str) -> None:
     assert "gradient (3 critiques):\n      1. This user answers politics for " in text
     assert "persona diff:" in text and "+" + CLI_LM_FIELDS["new_persona"] in text
     assert "gate: accepted (score 0.800 > 0.200); score 0.200 -> 0.800" in text
-    assert "finished: edited, score 0.200 -> 0.800, persona v2" in text
+    assert "finished: edited, score 0.200 -> 0.800, stored persona v2, 1 iteration(s) with critiques" in text
     assert "stored as persona v2 (parent v1)" in text
     assert "LM calls" in text
     assert invoke("trace", "show", compiled_run, "--user", "alice").stdout == text
+
+
+def test_show_a_run_with_nothing_to_learn_says_why_no_iteration_counts(invoke, tmp_path: Path) -> None:
+    # Every simulated answer right: "Iteration 1" lists them, and no critique was written.
+    history = tmp_path / "sports.jsonl"
+    history.write_text("".join(
+        json.dumps({"user_id": "bob", "query": f"Cup final {n}", "response": "sports",
+                    "timestamp": f"2024-01-0{n}T00:00:00Z"}) + "\n" for n in range(1, 5)
+    ), encoding="utf-8")
+    assert invoke("ingest", str(history)).exit_code == 0
+    run_id = json.loads(invoke("compile", "bob", "--labels", "politics,sports", "--json").stdout)["run_id"]
+    text = invoke("trace", "show", run_id).stdout
+    assert "Iteration 1" in text and "[1.00] answered 'sports'" in text and "critique:" not in text
+    assert "finished: unchanged, score 1.000 -> 1.000, no persona stored, 0 iteration(s) with critiques" in text
 
 
 def test_show_unknown_run_or_user(invoke, compiled_run: str) -> None:

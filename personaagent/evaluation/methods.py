@@ -28,7 +28,7 @@ import dspy
 
 from personaagent.actions import format_memories, search_memories
 from personaagent.agent import PersonaAgent
-from personaagent.errors import UnknownMethod
+from personaagent.errors import LM_UNUSABLE_ERRORS, UnknownMethod
 from personaagent.evaluation.runner import MethodAnswer
 from personaagent.evaluation.tasks import TaskExample, TaskSpec
 from personaagent.optimizers import PersonaAlignment
@@ -90,6 +90,8 @@ class AgentMethod:
                 agent = self._agents[example.user_id] = self._prepare(example)
             try:
                 answer = agent(example.query).answer
+            except LM_UNUSABLE_ERRORS:
+                raise  # not a parse failure: no query can be answered
             except Exception as exc:  # an unparseable answer is a parse failure, not a crash
                 logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
                 answer = ""
@@ -119,6 +121,8 @@ class ReActMethod:
         with metered() as meter, workspace.lm_context():
             try:
                 answer = react(query=example.query, context="(use the tools)").answer
+            except LM_UNUSABLE_ERRORS:
+                raise
             except Exception as exc:
                 logger.warning("%s: %s: no answer: %s", self.name, example.example_id, exc)
                 answer = ""
