@@ -77,14 +77,18 @@ class ContinualAlignment:
         return report
 
     def align_now(self) -> None:
-        """Re-align on the latest interactions, store the result and swap it in for the agent.
+        """Recount the persona's facts, re-align on the latest interactions, store the result and
+        swap it in for the agent.
 
         If the user's persona was changed meanwhile (a manual edit, a rollback), the aligned
         edit is dropped and the agent follows the stored persona instead.
         """
         agent = self.agent
-        aligned = self.aligner.compile(agent)
         try:
+            recounted = agent.with_recounted_facts()  # the counts of a history that has grown
+            if recounted is not agent:
+                recounted.commit_persona()
+            aligned = self.aligner.compile(recounted)
             commit_aligned(aligned, traces_dir=self.aligner.traces_dir)
         except PersonaConflict as exc:
             logger.warning("user %r: continual alignment not stored: %s", agent.user_id, exc)

@@ -103,7 +103,8 @@ def compile_users(
     run_id: str | None = None,
     on_user_done: Callable[[UserCompileRecord], None] | None = None,
 ) -> list[UserCompileRecord]:
-    """Seed (if needed), align and store the persona of every user in ``user_ids``.
+    """Seed (if needed), recount the facts (``PersonaAgent.with_recounted_facts``), align and
+    store the persona of every user in ``user_ids``.
 
     Args:
         workspace: where memories, personas and traces live.
@@ -140,9 +141,9 @@ def compile_users(
         outcome: dict[str, Any]
         with telemetry.span("personaagent.compile", user_id=user_id, run_id=run_id, kind="CHAIN"), metered() as meter:
             try:
-                agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded()
-                if agent.persona_version is None:
-                    agent.commit_persona()  # the seed, as the user's first version
+                agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded().with_recounted_facts()
+                if agent.persona_provenance is not None:
+                    agent.commit_persona()  # the seed as the user's first version, or recounted facts
                 aligned = aligner.compile(agent, run_id=run_id)
                 result: AlignmentResult = aligned.alignment_result
                 outcome = {

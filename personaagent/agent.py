@@ -33,7 +33,8 @@ from personaagent.actions import (
 )
 from personaagent.errors import EmptyHistory, InvalidRecord, QueryTooLong, UnknownUser, UnparseableAnswer
 from personaagent.memory import AddReport, UserMemory
-from personaagent.persona import GENERIC_PERSONA, seed_persona_text
+from personaagent.memory.semantic import history_facts, split_fact_lines
+from personaagent.persona import GENERIC_PERSONA, persona_length_problem, place_fact_lines, seed_persona_text
 from personaagent.quoting import defuse_markers
 from personaagent.records import (
     AnswerFormat,
@@ -271,6 +272,33 @@ class PersonaAgent(dspy.Module):
             source="seed", note=f"profile of {profile.num_interactions} interactions"
         )
         return seeded
+
+    def with_recounted_facts(self) -> PersonaAgent:
+        """This agent, or a copy whose persona states the computed facts (label shares, rating
+        mean and spread, ...) of the user's current history, if they changed.
+
+        The facts are counted, not learned (``history_facts``), and alignment passes them through
+        unchanged, so as interactions arrive their counts go stale unless recounted. Only lines
+        in the forms ``history_facts`` writes are replaced; a persona without such lines (one
+        written by hand) is left as it is, and so is one the new lines would push over the budget.
+        Writes no persona version: ``commit_persona()`` stores the copy ("recount" provenance).
+        """
+        facts, rest = split_fact_lines(self.persona_text)
+        if not facts:
+            return self
+        memories = self.workspace.episodic.history(self.user_id, include_superseded=False)
+        recounted = tuple(history_facts(memories).splitlines())
+        if not recounted or recounted == facts:
+            return self
+        text = place_fact_lines(rest, recounted) if rest else "\n".join(recounted)
+        too_long = persona_length_problem(text)
+        if too_long is not None:
+            logger.warning("user %r: facts not recounted: %s", self.user_id, too_long)
+            return self
+        copy = self.with_persona(text)
+        answered = sum(memory.interaction.is_evidence for memory in memories)
+        copy.persona_provenance = PersonaProvenance(source="recount", note=f"facts of {answered} interactions")
+        return copy
 
     def commit_persona(self, provenance: PersonaProvenance | None = None) -> Persona:
         """Store the persona in this program's instructions as the user's next version.

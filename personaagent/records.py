@@ -225,7 +225,8 @@ class Profile(Record):
 class PersonaProvenance(Record):
     """Where a persona version came from."""
 
-    source: Literal["seed", "alignment", "rollback", "manual"]
+    #: "recount": the persona's computed facts recounted from a grown history (no LM).
+    source: Literal["seed", "alignment", "recount", "rollback", "manual"]
     interaction_ids: tuple[str, ...] = ()
     critique: str | None = None
     run_id: str | None = None

@@ -80,3 +80,20 @@ def test_background_alignment_does_not_block_answers(make_agent):
 def test_every_must_be_positive(make_agent):
     with pytest.raises(ValueError, match="every"):
         ContinualAlignment(make_agent(script_with()), every=0)
+
+
+def test_realignment_recounts_the_facts_of_the_grown_history(make_agent):
+    agent = make_agent(script_with())
+    for day in range(3):
+        agent.observe(f"match report {day}", "SPORTS", timestamp=datetime(2023, 1, 1) + timedelta(days=day))
+    seeded = agent.seeded()
+    seeded.commit_persona()
+    assert "Your answers to 3 past items: SPORTS 100%." in seeded.persona_text
+    live = ContinualAlignment(seeded, every=3, background=False)
+    for day in range(3, 6):
+        live.observe(f"vote report {day}", "POLITICS", timestamp=datetime(2023, 1, 1) + timedelta(days=day))
+    assert live.alignments == 1
+    sources = [p.provenance.source for p in agent.workspace.personas.history("u1")]
+    assert sources[:2] == ["seed", "recount"]
+    assert "Your answers to 6 past items: SPORTS 50%, POLITICS 50%." in live.agent.persona_text
+    live.close()

@@ -10,7 +10,7 @@ import dspy
 
 from personaagent.memory.semantic import SemanticMemory, drop_statistics, history_facts, split_fact_lines
 from personaagent.persona import place_fact_lines, seed_persona_text
-from personaagent.records import Interaction, Memory, Profile
+from personaagent.records import Interaction, Memory, PersonaProvenance, Profile
 from personaagent.testing import ScriptedLM
 
 
@@ -207,3 +207,60 @@ def test_an_edit_that_restates_a_count_in_markdown_keeps_only_the_computed_line(
 )
 def test_markdown_prose_that_resembles_a_fact_is_not_one(line):
     assert split_fact_lines(line) == ((), line)
+
+
+# --- recounting the facts of a persona as the history grows ----------------------------------------
+
+
+def _grown_user(make_ws):
+    """A user seeded on 4 SPORTS items (v1), who then answered 4 POLITICS items."""
+    from personaagent import testing
+    from tests.test_optimizer import add_history
+
+    ws = make_ws(testing.persona_sensitive())
+    agent = add_history(ws, "u1", ["SPORTS"] * 4)
+    agent.seeded().commit_persona()
+    start = datetime(2022, 1, 1)
+    for day in range(4):
+        agent.observe(f"vote report {day}", "POLITICS", timestamp=start + timedelta(days=day))
+    return ws, agent
+
+
+def test_recounted_facts_state_the_grown_history_and_keep_the_other_lines(make_ws):
+    ws, agent = _grown_user(make_ws)
+    stored = ws.personas.current("u1")
+    assert "Your answers to 4 past items: SPORTS 100%." in stored.text
+    recounted = agent.seeded().with_recounted_facts()
+    assert recounted.persona_text == stored.text.replace(
+        "Your answers to 4 past items: SPORTS 100%.", "Your answers to 8 past items: SPORTS 50%, POLITICS 50%."
+    )
+    assert recounted.persona_provenance.source == "recount" and recounted.persona_version == stored.version
+    assert ws.personas.current("u1") == stored  # nothing written until commit_persona()
+
+
+def test_nothing_to_recount_returns_the_same_agent(make_ws):
+    ws, agent = _grown_user(make_ws)
+    once = agent.seeded().with_recounted_facts()
+    once.commit_persona()
+    again = agent.seeded()
+    assert again.with_recounted_facts() is again
+
+
+def test_a_persona_without_fact_lines_is_left_as_written(make_ws):
+    ws, agent = _grown_user(make_ws)
+    ws.personas.add("u1", "You file everything under SPORTS.", PersonaProvenance(source="manual"))
+    manual = agent.seeded()
+    assert manual.with_recounted_facts() is manual
+
+
+def test_compile_users_stores_the_recount_before_aligning(make_ws):
+    from personaagent.optimizers import PersonaAlignment, compile_users
+    from tests.test_optimizer import LABELS
+
+    ws, _ = _grown_user(make_ws)
+    [record] = compile_users(ws, ["u1"], aligner=PersonaAlignment(), agent_options={"answer_format": LABELS, "use_actions": False})
+    history = ws.personas.history("u1")
+    assert [p.provenance.source for p in history][:2] == ["seed", "recount"]
+    assert "Your answers to 8 past items: SPORTS 50%, POLITICS 50%." in history[1].text
+    assert record.persona_version == history[-1].version
+    assert all("8 past items" in p.text for p in history[1:])  # the edit keeps the recounted facts
