@@ -207,6 +207,31 @@ def test_a_failing_or_unparseable_model_is_a_502(tmp_path, reply):
     assert "provider detail" not in response.text
 
 
+def test_an_lm_that_cannot_be_used_is_a_503_naming_no_secret(tmp_path):
+    from dspy.utils.exceptions import LMNotConfiguredError
+
+    def script(request):
+        raise LMNotConfiguredError("no API key found; set OPENAI_API_KEY=sk-secret-detail")
+
+    with served(workspace(tmp_path / "home", lm=ScriptedLM(script))) as client:
+        add(client, "alice", history("alice", "ALICE"))
+        response = client.post("/v1/users/alice/ask", json={"query": "q", "answer_format": LABELS.model_dump()})
+    error = assert_error(response, 503, "model_unavailable")
+    assert "LMNotConfiguredError" in error["message"] and "sk-secret" not in response.text
+
+
+def test_an_unreadable_stored_persona_is_a_500_that_keeps_the_path_in_the_log(client, ws, caplog):
+    add(client, "alice", history("alice", "ALICE"))
+    ws.personas.add("alice", "You like politics.", PersonaProvenance(source="manual"))
+    [stored] = list(ws.settings.personas_dir.rglob("v1.json"))
+    stored.write_bytes(b"\xff\xfe not json")
+    for response in (client.get("/v1/users/alice/persona"), client.post("/v1/users/alice/ask", json={"query": "q"})):
+        error = assert_error(response, 500, "stored_file_unreadable")
+        assert error["request_id"] in error["message"] and str(ws.settings.home) not in response.text
+    assert str(stored) in caplog.text
+    assert stored.read_bytes() == b"\xff\xfe not json"  # left as it is, for the operator
+
+
 # --- personas --------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from personaagent import telemetry
 from personaagent.agent import PersonaAgent
 from personaagent.errors import (
+    LM_UNUSABLE_ERRORS,
     ConfigError,
     EmptyHistory,
     InvalidRecord,
@@ -43,6 +44,7 @@ from personaagent.errors import (
     UnknownJob,
     UnknownUser,
     UnparseableAnswer,
+    UnreadableFile,
 )
 from personaagent.ingest import MAX_RECORD_CHARS, interaction_from_record
 from personaagent.jobs import CompileJob, CompileOptions, JobQueue
@@ -74,7 +76,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: Library errors, first match wins, with the HTTP status and code they become. 4xx: the caller
-#: can fix it; 502: the model's output or provider failed; 503: the server's setup.
+#: can fix it; 500: the server's stored data (the operator fixes it; the message, which names a
+#: server path, goes to the log only); 502: the model's output or provider failed; 503: the
+#: server's setup.
 _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownUser, 404, "not_found"),
     (UnknownJob, 404, "not_found"),
@@ -87,6 +91,7 @@ _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (StoreLocked, 503, "store_locked"),
     (ModelNotAvailable, 503, "model_unavailable"),
     (ConfigError, 503, "server_misconfigured"),
+    (UnreadableFile, 500, "stored_file_unreadable"),
     (PersonaAgentError, 400, "bad_request"),
 )
 
@@ -159,12 +164,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PersonaAgentError)
     async def library_error(request: Request, exc: PersonaAgentError) -> JSONResponse:
         status, code = next((s, c) for kind, s, c in _LIBRARY_ERRORS if isinstance(exc, kind))
+        if status == 500:
+            request_id = _request_id(request)
+            logger.error("request %s: %s", request_id, exc)
+            return _error(request, status, code, f"a file the server stores is unreadable; quote request id {request_id}")
         return _error(request, status, code, str(exc))
 
     @app.exception_handler(LMError)
     async def model_error(request: Request, exc: LMError) -> JSONResponse:
-        # DSPy has already retried rate limits, timeouts and provider errors.
         logger.warning("request %s: the LM failed: %s", _request_id(request), exc)
+        if isinstance(exc, LM_UNUSABLE_ERRORS):  # no key, unknown model, unreachable: the setup
+            return _error(request, 503, "model_unavailable",
+                          f"the server's language model cannot be used as configured ({type(exc).__name__})")
+        # DSPy has already retried rate limits, timeouts and provider errors.
         return _error(request, 502, "model_error", f"the language model failed: {type(exc).__name__}; try again later")
 
     @app.exception_handler(Exception)
