@@ -303,7 +303,9 @@ def test_the_prefix_cache_counts_every_byte_of_a_state_and_keeps_one_row_of_logi
         cache[[0, 1, 2]]
 
 
-def test_a_state_bigger_than_the_capacity_is_not_kept() -> None:
+def test_a_state_bigger_than_the_capacity_is_not_kept_and_evicts_nothing() -> None:
     cache = prefix_cache(capacity_bytes=1 << 20)
+    cache[[7, 8]] = _fake_state([7, 8], rows=1, kv_bytes=1 << 10)
     cache[[1, 2]] = _fake_state([1, 2], rows=1, kv_bytes=2 << 20)
-    assert cache.cache_size == 0 and [1, 2] not in cache
+    assert [1, 2] not in cache
+    assert list(cache.cache_state) == [(7, 8)]  # the states that fit are still there

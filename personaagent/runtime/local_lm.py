@@ -362,6 +362,8 @@ def prefix_cache(capacity_bytes: int) -> Any:
 
         def __setitem__(self, key: Any, value: Any) -> None:
             value.scores = value.scores[-1:].copy()
+            if state_bytes(value) > self.capacity_bytes:
+                return  # LlamaRAMCache would evict every saved state, then this one too
             super().__setitem__(key, value)
 
     return PrefixCache(capacity_bytes=capacity_bytes)
