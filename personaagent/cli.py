@@ -294,8 +294,8 @@ def knowledge_add(ctx: click.Context, files: tuple[Path, ...], user_id: str):
 @click.option("--iterations", type=click.IntRange(min=1), default=1, show_default=True, help="Alignment iterations.")
 @click.option("--recent", type=click.IntRange(min=1), default=3, show_default=True,
               help="Latest interactions simulated per iteration (the paper's n).")
-@click.option("--max-calls", type=click.IntRange(min=1), help="Per-user budget of LM calls.")
-@click.option("--max-tokens", type=click.IntRange(min=1), help="Per-user budget of LM tokens.")
+@click.option("--max-calls", type=click.IntRange(min=1), help=CompileOptions.model_fields["max_calls"].description)
+@click.option("--max-tokens", type=click.IntRange(min=1), help=CompileOptions.model_fields["max_tokens"].description)
 @click.option("--no-resume", is_flag=True, help="Recompile users this same job already finished.")
 @answer_format_options
 @json_option("Print the results as JSON.")
@@ -305,9 +305,10 @@ def compile_(ctx: click.Context, user_ids: tuple[str, ...], all_users: bool, thr
              labels: str | None, rating: tuple[float, float] | None, as_json: bool):
     """Compile the persona of each USER_ID (or --all users) from their history.
 
-    Seeds a persona from the user's profile if they have none, then aligns it on their latest
-    interactions. A rerun of the same job skips users it already finished (--no-resume redoes
-    them). Every step is traced; see `personaagent trace show RUN_ID`.
+    Seeds a persona from the user's profile if they have none (one LM call), recounts its
+    facts if the history has grown, then aligns it on their latest interactions. A rerun of the
+    same job skips users it already finished (--no-resume redoes them). Every alignment step is
+    traced; see `personaagent trace show RUN_ID`. The table's LM calls include the seed's.
 
     \b
     Example:

@@ -47,8 +47,12 @@ class CompileOptions(Record):
     answer_format: AnswerFormat | None = None
     iterations: int = Field(default=1, ge=1, le=20, description="Alignment iterations.")
     recent: int = Field(default=3, ge=1, le=50, description="Latest interactions simulated per iteration.")
-    max_calls: int | None = Field(default=None, ge=1, description="Budget of LM calls.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Budget of LM tokens.")
+    max_calls: int | None = Field(
+        default=None, ge=1, description="Per-user budget of LM calls for alignment (a first seed's profile call is extra)."
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Per-user budget of LM tokens for alignment (a first seed's profile call is extra)."
+    )
 
     def aligner(self, traces_dir: Path) -> PersonaAlignment:
         """The configured PersonaAlignment optimizer, tracing under ``traces_dir``."""
