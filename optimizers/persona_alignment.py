@@ -542,8 +542,7 @@ def _item_kind(example: dspy.Example, related: Sequence[Memory], name_kind: dspy
     Raises:
         ValueError: the LM's name is not a short phrase, or is a label (``item_kind_problem``).
     """
-    # Stored metadata is data: a topic that is not a short line is not a genre.
-    topics = [t for t in metadata_topics(example.get("metadata") or {}) if t.isprintable() and len(t) <= 30]
+    topics = metadata_topics(example.get("metadata") or {})
     if topics:
         return f"{'/'.join(topics[:MAX_KIND_TOPICS])} items"
     similar = "\n".join(f"- {quote(m.interaction.query, max_chars=160)}" for m in related) or "(none)"

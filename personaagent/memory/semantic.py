@@ -59,12 +59,24 @@ _TOPIC_KEYS = ("genres", "genre", "topics", "topic", "category", "tags")
 _MIN_TOPIC_ITEMS = 3
 
 
+#: Longest topic taken from metadata; a longer one is a sentence, not a genre.
+MAX_TOPIC_CHARS = 30
+
+
 def metadata_topics(metadata: Mapping[str, Any]) -> list[str]:
-    """The topics an item's metadata names (``genres: "Comedy|Drama"``), or ``[]``."""
+    """The topics an item's metadata names (``genres: "Comedy|Drama"``), or ``[]``.
+
+    Stored metadata is data that reaches prompts (the persona's facts, critiques): a topic is
+    kept only if it is one printable line of at most ``MAX_TOPIC_CHARS`` characters.
+    """
     for key in _TOPIC_KEYS:
         value = metadata.get(key)
         if isinstance(value, str) and value.strip():
-            return [topic.strip() for topic in value.split("|") if topic.strip() and topic.strip() != "(no genres listed)"]
+            topics = (topic.strip() for topic in value.split("|"))
+            return [
+                topic for topic in topics
+                if topic and topic != "(no genres listed)" and topic.isprintable() and len(topic) <= MAX_TOPIC_CHARS
+            ]
     return []
 
 
