@@ -186,11 +186,22 @@ def _answer_format(task: str | None, labels: str | None, rating: tuple[float, fl
         raise click.UsageError("Use just one of --task, --labels or --rating")
     if task is not None:
         return load_task(task).spec.answer_format
-    if labels is not None:
-        return AnswerFormat.label(*(label.strip() for label in labels.split(",") if label.strip()))
-    if rating is not None:
-        return AnswerFormat.rating(*rating)
+    try:
+        if labels is not None:
+            return AnswerFormat.label(*(label.strip() for label in labels.split(",") if label.strip()))
+        if rating is not None:
+            return AnswerFormat.rating(*rating)
+    except ValidationError as exc:
+        option, example = ("--labels", "politics,sports") if labels is not None else ("--rating", "1 5")
+        raise click.ClickException(f"{option}: {_broken_rule(exc)}, e.g. {option} {example}") from exc
     return None
+
+
+def _broken_rule(exc: ValidationError) -> str:
+    # AnswerFormat's own validator says in a sentence what is wrong; pydantic's message would put
+    # "record: Value error, " before it.
+    error = exc.errors()[0]
+    return str(error.get("ctx", {}).get("error", error["msg"]))
 
 
 # --- the group -----------------------------------------------------------------------------------

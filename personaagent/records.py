@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
@@ -254,12 +255,12 @@ class AnswerFormat(Record):
 
     @classmethod
     def label(cls, *labels: str) -> AnswerFormat:
-        """Answer with one of ``labels`` (at least two)."""
+        """Answer with one of ``labels``: at least two, no two the same up to case and spacing."""
         return cls(kind="label", labels=labels)
 
     @classmethod
     def rating(cls, low: float = 1.0, high: float = 5.0) -> AnswerFormat:
-        """Answer with a number from ``low`` to ``high``."""
+        """Answer with a number from ``low`` to ``high`` (finite numbers, ``low`` below ``high``)."""
         return cls(kind="rating", min_rating=low, max_rating=high)
 
     @classmethod
@@ -273,9 +274,38 @@ class AnswerFormat(Record):
             raise ValueError("a label answer format needs at least two labels")
         if self.kind != "label" and self.labels:
             raise ValueError("labels are only allowed with kind='label'")
-        if self.min_rating >= self.max_rating:
-            raise ValueError("min_rating must be below max_rating")
+        problem = _labels_problem(self.labels) or _rating_range_problem(self.min_rating, self.max_rating)
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+
+def _labels_problem(labels: Sequence[str]) -> str | None:
+    # match_label compares labels up to case and spacing, so two labels equal that way are one
+    # label to every parser and metric: an answer could never be told apart as the other.
+    seen: dict[str, str] = {}
+    for label in labels:
+        if not label.strip():
+            return "a label is blank; give each label as text"
+        key = _squash(label)
+        if key not in seen:
+            seen[key] = label
+        elif seen[key] == label:
+            return f"the label {label!r} is given twice; give each label once"
+        else:
+            return (
+                f"the labels {seen[key]!r} and {label!r} differ only in case or spacing, and answers are "
+                "matched ignoring both; give each label once"
+            )
+    return None
+
+
+def _rating_range_problem(low: float, high: float) -> str | None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"a rating range is two finite numbers, not {low:g} and {high:g}; give two numbers, the lowest first"
+    if low >= high:
+        return f"the lowest rating ({low:g}) must be below the highest ({high:g}); give two numbers, the lowest first"
+    return None
 
 
 def _squash(text: str) -> str:

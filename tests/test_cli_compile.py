@@ -54,7 +54,7 @@ def test_answer_format_flags_are_exclusive_and_validated(invoke, history_file: P
     one_label = invoke("ask", "alice", "q", "--labels", "only")
     assert one_label.exit_code == 1 and "at least two labels" in one_label.stderr
     bad_range = invoke("ask", "alice", "q", "--rating", "5", "1")
-    assert bad_range.exit_code == 1 and "min_rating must be below max_rating" in bad_range.stderr
+    assert bad_range.exit_code == 1 and "the lowest rating (5) must be below the highest (1)" in bad_range.stderr
 
 
 def test_ask_answers_with_persona_and_memories(invoke, history_file: Path) -> None:

@@ -171,6 +171,9 @@ def test_ask_for_an_unknown_user_is_404(client):
         ({"query": "   "}, ["body", "query"]),
         ({"query": 3}, ["body", "query"]),
         ({"query": "q", "answer_format": {"kind": "label", "labels": ["only one"]}}, ["body", "answer_format"]),
+        ({"query": "q", "answer_format": {"kind": "label", "labels": ["a", "A"]}}, ["body", "answer_format"]),
+        ({"query": "q", "answer_format": {"kind": "rating", "min_rating": 5, "max_rating": 1}},
+         ["body", "answer_format"]),
         ({"query": "q", "user_id": "bob"}, ["body", "user_id"]),
     ],
 )
