@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import re
@@ -81,15 +82,25 @@ class Skipped:
     """A record that was not read, and why.
 
     Attributes:
-        line: 1-based line where the record starts (for LaMP files, the 1-based question number).
+        line: 1-based line where the record starts; None where lines are not tracked (LaMP files).
         reason: What is wrong with it.
+        element: 1-based position of the record in a JSON list, for a file that is one (a list
+            written on one line has every record on line 1). Defaults to None: the record is a
+            line of JSON Lines or a CSV row.
     """
 
-    line: int
+    line: int | None
     reason: str
+    element: int | None = None
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        if self.element is None:
+            where = f"line {self.line}"
+        elif self.line is None:
+            where = f"element {self.element}"
+        else:
+            where = f"element {self.element} (line {self.line})"
+        return f"{where}: {self.reason}"
 
 
 _REQUIRED = ("user_id", "query", "response")
@@ -112,8 +123,9 @@ def read_interactions(path: Path, *, default_user_id: str | None = None) -> tupl
             column). Defaults to None: such records are skipped.
 
     Returns:
-        The valid interactions in file order, and every skipped record with its line number and
-        reason (bad JSON, missing field, wrong type, longer than :data:`MAX_RECORD_CHARS`).
+        The valid interactions in file order, and every skipped record with its line number (and,
+        in a JSON list, its element number) and reason (bad JSON, missing field, wrong type,
+        longer than :data:`MAX_RECORD_CHARS`). A file with no records gives two empty lists.
 
     Raises:
         InvalidRecord: The file cannot be read at all (missing, unknown extension, a JSON list
@@ -139,24 +151,29 @@ def read_interactions(path: Path, *, default_user_id: str | None = None) -> tupl
 
     interactions: list[Interaction] = []
     skipped: list[Skipped] = []
-    for line, record in records:
+    for line, element, record in records:
         if isinstance(record, Skipped):
             skipped.append(record)
             continue
         try:
             interactions.append(interaction_from_record(record, default_user_id=default_user_id))
         except ValueError as exc:
-            skipped.append(Skipped(line, str(exc)))
+            skipped.append(Skipped(line, str(exc), element))
     if skipped:
         logger.warning("%s: skipped %d malformed records", path, len(skipped))
     return interactions, skipped
 
 
-def _too_long(line: int, size: int) -> Skipped:
-    return Skipped(line, f"record is {size} characters; the limit is {MAX_RECORD_CHARS}")
+def _too_long(line: int, size: int, element: int | None = None) -> Skipped:
+    return Skipped(line, f"record is {size} characters; the limit is {MAX_RECORD_CHARS}", element)
 
 
-def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
+#: A record as a reader found it: its line, its element number in a JSON list (None elsewhere),
+#: and the parsed record, or why it could not be parsed.
+_FoundRecord = tuple[int, int | None, Any]
+
+
+def _jsonl_records(text: str) -> Iterator[_FoundRecord]:
     # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other characters that
     # are legal inside a JSON string, which cut valid records in two and shifted line numbers.
     for line_number, line in enumerate(text.split("\n"), start=1):
@@ -165,14 +182,14 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict | Skipped]]:
         if not line.strip():
             continue
         if len(line) > MAX_RECORD_CHARS:
-            yield line_number, _too_long(line_number, len(line))
+            yield line_number, None, _too_long(line_number, len(line))
             continue
         try:
-            yield line_number, json.loads(line)
+            yield line_number, None, json.loads(line)
         except json.JSONDecodeError as exc:
-            yield line_number, Skipped(line_number, f"invalid JSON: {exc.msg}")
+            yield line_number, None, Skipped(line_number, f"invalid JSON: {exc.msg}")
         except RecursionError:
-            yield line_number, Skipped(line_number, _TOO_DEEP)
+            yield line_number, None, Skipped(line_number, _TOO_DEEP)
 
 
 _WHITESPACE = re.compile(r"\s*")
@@ -185,11 +202,11 @@ def _skip_whitespace(text: str, position: int) -> int:
     return match.end() if match else position
 
 
-def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skipped]]:
-    # Decoded item by item so each record keeps the line it starts on.
+def _json_list_records(text: str, path: Path) -> Iterator[_FoundRecord]:
+    # Decoded item by item so each record keeps its element number and the line it starts on.
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
-    while True:
+    for element in itertools.count(1):
         position = _skip_whitespace(text, position)
         if position < len(text) and text[position] == "]":
             break
@@ -198,18 +215,22 @@ def _json_list_records(text: str, path: Path) -> Iterator[tuple[int, dict | Skip
             item, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
             # Past a syntax error nothing in a JSON list can be located reliably.
-            raise InvalidRecord(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+            raise InvalidRecord(
+                f"{path}: element {element} (line {exc.lineno}, column {exc.colno}): invalid JSON: {exc.msg}"
+            ) from None
         except RecursionError:
-            raise InvalidRecord(f"{path}: line {line}: {_TOO_DEEP}") from None
-        yield line, (_too_long(line, end - position) if end - position > MAX_RECORD_CHARS else item)
+            raise InvalidRecord(f"{path}: element {element} (line {line}): {_TOO_DEEP}") from None
+        size = end - position
+        yield line, element, (_too_long(line, size, element) if size > MAX_RECORD_CHARS else item)
         position = _skip_whitespace(text, end)
         if position < len(text) and text[position] == ",":
             position += 1
         elif position >= len(text) or text[position] != "]":
-            raise InvalidRecord(f"{path}: line {text.count(chr(10), 0, position) + 1}: expected ',' or ']'")
+            line = text.count("\n", 0, position) + 1
+            raise InvalidRecord(f"{path}: after element {element} (line {line}): expected ',' or ']'")
 
 
-def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict | Skipped]]:
+def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[_FoundRecord]:
     # newline="" as the csv module asks: lines end at \n, \r or \r\n only, never at U+2028 & co.
     reader = csv.reader(io.StringIO(text, newline=""))
     limit = csv.field_size_limit()
@@ -230,12 +251,12 @@ def _csv_records(text: str, path: Path, required: tuple[str, ...]) -> Iterator[t
                 continue
             size = sum(len(cell) for cell in row)
             if size > MAX_RECORD_CHARS:
-                yield line, _too_long(line, size)
+                yield line, None, _too_long(line, size)
             elif len(row) != len(header):
-                yield line, Skipped(line, f"has {len(row)} fields; the header has {len(header)}")
+                yield line, None, Skipped(line, f"has {len(row)} fields; the header has {len(header)}")
             else:
                 # An empty CSV cell is a missing value (e.g. no timestamp).
-                yield line, {name: (cell if cell != "" else None) for name, cell in zip(header, row)}
+                yield line, None, {name: (cell if cell != "" else None) for name, cell in zip(header, row)}
     finally:
         csv.field_size_limit(limit)
 

@@ -115,10 +115,11 @@ def test_read_lamp_lenient_skips_and_reports(tmp_path: Path) -> None:
     ]
     data = read_lamp(*_lamp2n(tmp_path, bad), strict=False)
     assert [e.user_id for e in data.examples] == ["100"]
-    assert [(s.line, s.reason) for s in data.skipped] == [
+    assert [(s.element, s.reason) for s in data.skipped] == [
         (2, "profile item 1 needs 'text' and 'category'"),
         (3, "no gold output for id '555'"),
     ]
+    assert str(data.skipped[1]) == "element 3: no gold output for id '555'"  # a question, not a line
 
 
 def test_read_lamp_rejects_malformed_files(tmp_path: Path) -> None:

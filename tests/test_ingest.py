@@ -59,11 +59,42 @@ def test_read_json_list_reports_item_lines(tmp_path: Path) -> None:
     assert [s.line for s in skipped] == [3]
 
 
+def test_read_json_list_on_one_line_reports_item_elements(tmp_path: Path) -> None:
+    # Every element of a one-line list starts on line 1: the element number is what tells them apart.
+    path = tmp_path / "in.json"
+    records = [{"user_id": "u", "query": "a", "response": "x"}, {"user_id": "u"}, "text", {"query": "q", "response": "r"},
+               {"user_id": "u", "query": "x" * (MAX_RECORD_CHARS + 1), "response": "r"}]
+    path.write_text(json.dumps(records), encoding="utf-8")
+    interactions, skipped = read_interactions(path)
+    assert [i.query for i in interactions] == ["a"]
+    assert [(s.element, s.line) for s in skipped] == [(2, 1), (3, 1), (4, 1), (5, 1)]
+    assert [str(s) for s in skipped][:3] == [
+        "element 2 (line 1): missing field(s) query, response",
+        "element 3 (line 1): expected a JSON object, got str",
+        "element 4 (line 1): missing field(s) user_id",
+    ]
+    assert str(skipped[3]).startswith("element 5 (line 1): record is ")
+
+
 def test_read_json_list_syntax_error_fails_the_file(tmp_path: Path) -> None:
     path = tmp_path / "in.json"
     path.write_text('[\n {"user_id": "u", "query": "a", "response": "x"},\n {oops}\n]', encoding="utf-8")
-    with pytest.raises(InvalidRecord, match="line 3"):
+    with pytest.raises(InvalidRecord, match=r"element 2 \(line 3, column 3\): invalid JSON"):
         read_interactions(path)
+    path.write_text('[{"user_id": "u", "query": "a", "response": "x"}, {"user_id": "u", "query": "b"', encoding="utf-8")
+    with pytest.raises(InvalidRecord, match=r"element 2 \(line 1, column 80\): invalid JSON"):
+        read_interactions(path)
+    path.write_text('[{"user_id": "u", "query": "a", "response": "x"} {"user_id": "u"}]', encoding="utf-8")
+    with pytest.raises(InvalidRecord, match=r"after element 1 \(line 1\): expected ',' or '\]'"):
+        read_interactions(path)
+
+
+def test_a_file_without_records_reads_as_nothing_skipped(tmp_path: Path) -> None:
+    files = [("a.jsonl", ""), ("b.json", "[]"), ("c.json", ""), ("d.csv", ""), ("e.csv", "user_id,query,response\n")]
+    for name, content in files:
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        assert read_interactions(path) == ([], []), name
 
 
 def test_read_csv(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def read_lamp(
         except ValueError as exc:
             if strict:
                 raise InvalidRecord(f"{questions_path}: question {index}: {exc}") from None
-            skipped.append(Skipped(index, str(exc)))
+            skipped.append(Skipped(None, str(exc), element=index))
             continue
         labels.update(listed)
         parsed.append((qid, text, gold, profile, question["input"]))
