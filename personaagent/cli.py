@@ -246,8 +246,13 @@ def ingest(ctx: click.Context, file: Path, user_id: str | None):
     """Add interactions from FILE (.jsonl, .json or .csv) to episodic memory.
 
     Each record needs user_id (unless --user is given), query and response, and may have a
-    timestamp; other fields become metadata. Malformed records are reported and skipped; the
-    valid ones are stored. Records already stored are counted as duplicates.
+    timestamp; other fields become metadata. Malformed records are reported (by line, and in a
+    JSON list by element) and skipped; the valid ones are stored. Records already stored are
+    counted as duplicates.
+
+    Exits 0 if FILE holds at least one valid record, even if every one was stored before (so
+    ingesting a file again is safe). Exits 1, adding nothing, if it holds none: it is empty, or
+    every record is malformed.
 
     \b
     Example:
@@ -259,11 +264,15 @@ def ingest(ctx: click.Context, file: Path, user_id: str | None):
     )
     for problem in skipped:
         click.echo(f"{file}: {problem}", err=True)
+    if not interactions:
+        found = f"no valid record ({len(skipped)} skipped, see above)" if skipped else "no records"
+        raise click.ClickException(
+            f"{file} holds {found}, so nothing was added; each record needs user_id (or --user), query and "
+            "response"
+        )
     report = _session(ctx).workspace.episodic.add(interactions)
     users = len({i.user_id for i in interactions})
     click.echo(f"added {report.added}, duplicates {report.duplicates}, skipped {len(skipped)} ({users} user(s))")
-    if not interactions and skipped:
-        raise click.ClickException(f"no valid interaction in {file}")
 
 
 @cli.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

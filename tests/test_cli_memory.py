@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import CLI_HISTORY
 
 
@@ -34,12 +36,60 @@ def test_ingest_keeps_valid_lines_and_reports_bad_ones(invoke, tmp_path: Path, c
     assert cli_workspace.episodic.count("alice") == 2
 
 
-def test_ingest_with_only_bad_lines_fails(invoke, tmp_path: Path) -> None:
+def test_ingest_with_only_bad_lines_fails(invoke, tmp_path: Path, cli_workspace) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text("{oops\n[1, 2]\n", encoding="utf-8")
     result = invoke("ingest", str(path))
     assert result.exit_code == 1
-    assert "Error: no valid interaction" in result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-3:] == [
+        f"{path}: line 1: invalid JSON: Expecting property name enclosed in double quotes",
+        f"{path}: line 2: expected a JSON object, got list",
+        f"Error: {path} holds no valid record (2 skipped, see above), so nothing was added; each record needs "
+        "user_id (or --user), query and response",
+    ]
+    assert cli_workspace.episodic.user_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("empty.jsonl", ""), ("blank.jsonl", "\n  \n"), ("empty.json", "[ ]\n"),
+     ("header-only.csv", "user_id,query,response\n")],
+)
+def test_ingest_of_a_file_with_no_records_fails_like_one_with_only_bad_ones(
+    invoke, tmp_path: Path, cli_workspace, name: str, content: str
+) -> None:
+    # Both add nothing, so both exit 1 (a script that ingests an empty export must notice).
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    result = invoke("ingest", str(path))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: {path} holds no records, so nothing was added; each record needs user_id (or --user), query and "
+        "response"
+    ]
+    assert cli_workspace.episodic.user_ids() == []
+
+
+def test_ingesting_a_file_again_adds_nothing_and_succeeds(invoke, history_file: Path) -> None:
+    assert invoke("ingest", str(history_file)).exit_code == 0
+    again = invoke("ingest", str(history_file))
+    assert again.exit_code == 0  # every record is valid, only already stored
+    assert again.stdout.strip() == "added 0, duplicates 5, skipped 0 (1 user(s))"
+
+
+def test_ingest_of_a_one_line_json_list_names_each_bad_element(invoke, tmp_path: Path, cli_workspace) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([CLI_HISTORY[0], {"user_id": "alice"}, 3, CLI_HISTORY[1]]), encoding="utf-8")
+    result = invoke("ingest", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "added 2, duplicates 0, skipped 2 (1 user(s))"
+    assert result.stderr.splitlines()[-2:] == [
+        f"{path}: element 2 (line 1): missing field(s) query, response",
+        f"{path}: element 3 (line 1): expected a JSON object, got int",
+    ]
+    assert cli_workspace.episodic.count("alice") == 2
 
 
 def test_ingest_user_option_fills_in_missing_user_ids(invoke, tmp_path: Path, cli_workspace) -> None:
@@ -87,8 +137,9 @@ def test_ingest_broken_json_list_is_one_line_error(invoke, tmp_path: Path) -> No
     path.write_text('[{"user_id": "a", "query": "q", "response": "r"},\n {"user_id": ', encoding="utf-8")
     result = invoke("ingest", str(path))
     assert result.exit_code == 1
-    assert "Error: " in result.stderr and "invalid JSON" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip() == (
+        f"Error: {path}: element 2 (line 2, column 14): invalid JSON: Expecting value"
+    )
 
 
 def test_ingest_unsupported_extension(invoke, tmp_path: Path) -> None:
