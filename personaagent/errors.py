@@ -111,7 +111,7 @@ class StoreError(PersonaAgentError):
 
 
 class UnreadableFile(PersonaAgentError):
-    """A file personaagent stored (persona version, profile, job) cannot be read back.
+    """A file personaagent stored (persona version, profile, job, store settings) cannot be read back.
 
     The message is one line, ``<what> file <path> is unreadable: <short reason>``; the file is left
     as it is, so nothing is lost and it can be repaired or removed by hand.

@@ -10,6 +10,7 @@ from pydantic import BaseModel, field_validator
 from personaagent._files import read_model, user_dirname
 from personaagent.errors import UnreadableFile
 from personaagent.jobs import CompileJob, JobQueue
+from personaagent.memory.edge import EdgeStore
 from personaagent.memory.semantic import SemanticMemory
 from personaagent.persona import PersonaBook
 from personaagent.records import Persona, PersonaProvenance, Profile
@@ -146,3 +147,47 @@ def test_profile_record_still_round_trips(tmp_path: Path) -> None:
     profile = Profile(user_id=USER, text="Likes sports.", num_interactions=3)
     path.write_text(profile.model_dump_json(), encoding="utf-8")
     assert read_model(path, Profile, "profile") == profile
+
+
+#: Store settings files (meta.json) that are valid JSON, or not, but no settings object.
+DAMAGED_STORE_SETTINGS = [
+    pytest.param(b"[]", "Input should be an object", id="list"),
+    pytest.param(b"3", "Input should be an object", id="number"),
+    pytest.param(b"null", "Input should be an object", id="null"),
+    pytest.param(b'"x"', "Input should be an object", id="string"),
+    pytest.param(b"{oops", "invalid JSON (key must be a string at line 1 column 2)", id="invalid-json"),
+    pytest.param(b'{"schema_version": 1, "dim": 64}', "field embedder: Field required", id="missing-field"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), DAMAGED_STORE_SETTINGS)
+def test_a_store_settings_file_that_is_no_settings_object_is_one_line_and_kept(
+    store_path: Path, hashing_embedder, data: bytes, reason: str
+) -> None:
+    EdgeStore(store_path, embedder_name=hashing_embedder.name, dim=hashing_embedder.dim).close()
+    meta = store_path / EdgeStore.META_FILE
+    meta.write_bytes(data)
+    with pytest.raises(UnreadableFile) as exc:
+        EdgeStore(store_path, embedder_name=hashing_embedder.name, dim=hashing_embedder.dim)
+    wanted = f'{{"schema_version": 1, "embedder": "{hashing_embedder.name}", "dim": {hashing_embedder.dim}}}'
+    assert _one_line_reason(exc, meta, "memory store settings") == (
+        f"{reason}; if the store was built with the embedder now set, write {wanted} into it"
+    )
+    assert meta.read_bytes() == data
+    # The lock was released: once repaired as the message says, the store opens again.
+    meta.write_text(wanted, encoding="utf-8")
+    EdgeStore(store_path, embedder_name=hashing_embedder.name, dim=hashing_embedder.dim).close()
+
+
+def test_cli_with_a_store_settings_file_that_is_a_list_prints_one_error_line(
+    invoke, cli_workspace, history_file: Path
+) -> None:
+    assert invoke("ingest", str(history_file)).exit_code == 0
+    cli_workspace.close()  # the next command opens the store again, as a new process would
+    meta = Path(cli_workspace.settings.store) / EdgeStore.META_FILE
+    meta.write_bytes(b"[]")
+    result = invoke("ingest", str(history_file))
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: memory store settings file {meta} is unreadable: Input should be an object; ")
+    assert meta.read_bytes() == b"[]"

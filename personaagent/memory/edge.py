@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import portalocker
+from pydantic import BaseModel, ConfigDict
 
-from personaagent._files import write_bytes_atomic
+from personaagent._files import read_model, write_bytes_atomic
 from personaagent.config import MEMORY
-from personaagent.errors import EmbeddingMismatch, StoreError, StoreLocked
+from personaagent.errors import EmbeddingMismatch, StoreError, StoreLocked, UnreadableFile
 from personaagent.memory.base import (
     ITEM_FIELD,
     NAMESPACES,
@@ -37,6 +38,20 @@ __all__ = ["EdgeStore"]
 logger = logging.getLogger(__name__)
 
 
+class _StoreMeta(BaseModel):
+    """A store folder's settings file (meta.json): what its vectors were built with.
+
+    Extra fields are allowed: a later store schema may add some, and its folder must then be
+    refused for its version number, not as unreadable.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schema_version: int
+    embedder: str
+    dim: int
+
+
 class EdgeStore(MemoryStore):
     """The embedded default: Qdrant Edge shards in a folder, one shard per namespace.
 
@@ -54,6 +69,7 @@ class EdgeStore(MemoryStore):
         StoreLocked: Another process (or another EdgeStore in this one) has the folder open.
         EmbeddingMismatch: The folder was built with another embedder or vector size.
         StoreError: The folder is not a personaagent store, or cannot be opened.
+        UnreadableFile: Its settings file (meta.json) is not a settings object; it is left as is.
     """
 
     META_FILE = "meta.json"
@@ -118,18 +134,22 @@ class EdgeStore(MemoryStore):
             write_bytes_atomic(meta_path, (json.dumps(wanted, indent=2) + "\n").encode("utf-8"))
             return
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {meta_path}: {exc}") from exc
-        if meta.get("schema_version") != STORE_SCHEMA_VERSION:
+            meta = read_model(meta_path, _StoreMeta, "memory store settings")
+        except UnreadableFile as exc:
+            # Without its settings file the folder is refused as "not a store", so removing the
+            # file loses the store: say what to write into it instead.
+            raise UnreadableFile(
+                f"{exc}; if the store was built with the embedder now set, write {json.dumps(wanted)} into it"
+            ) from None
+        if meta.schema_version != STORE_SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path} has store schema version {meta.get('schema_version')!r}; this personaagent "
+                f"{self.path} has store schema version {meta.schema_version!r}; this personaagent "
                 f"reads version {STORE_SCHEMA_VERSION}"
             )
-        if meta.get("embedder") != self.embedder_name or meta.get("dim") != self.dim:
+        if meta.embedder != self.embedder_name or meta.dim != self.dim:
             raise EmbeddingMismatch(
-                f"the memory store {self.path} was built with embedder {meta.get('embedder')!r} "
-                f"({meta.get('dim')} dimensions), not {self.embedder_name!r} ({self.dim}); use the same "
+                f"the memory store {self.path} was built with embedder {meta.embedder!r} "
+                f"({meta.dim} dimensions), not {self.embedder_name!r} ({self.dim}); use the same "
                 "embedder, or a new store folder and ingest the history again"
             )
 
