@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from personaagent.errors import ModelNotAvailable
-from personaagent.runtime.models import LOCAL_MODELS, ModelPart, PackagedModel, gguf_general_name, resolve_model
+from personaagent.runtime.models import (
+    LOCAL_MODELS,
+    ModelPart,
+    PackagedModel,
+    gguf_general_name,
+    model_status,
+    resolve_model,
+)
 
 
 def _gguf(name: str, payload: bytes = b"") -> bytes:
@@ -64,6 +71,18 @@ def test_assembles_verifies_and_reuses(tmp_path, monkeypatch):
     # mtime) would go unnoticed, but any change of size or mtime triggers a full check again.
     assert (cache / "fake-model.gguf.verified.json").is_file()
     assert resolve_model(model.name, cache_dir=cache) == path
+
+
+@pytest.mark.parametrize("stamp", ["[]", "3", "null", "{oops"])
+def test_a_stamp_that_is_no_object_means_check_again(tmp_path, monkeypatch, stamp):
+    model, _ = _fake_model(tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    path = resolve_model(model.name, cache_dir=cache)
+    stamp_path = cache / "fake-model.gguf.verified.json"
+    stamp_path.write_text(stamp, encoding="utf-8")
+    assert model_status(model.name, cache_dir=cache) == "installed, not joined yet"
+    assert resolve_model(model.name, cache_dir=cache) == path  # checked in full, then stamped again
+    assert json.loads(stamp_path.read_text(encoding="utf-8"))["sha256"] == model.sha256
 
 
 def test_a_missing_part_is_named(tmp_path, monkeypatch):

@@ -345,7 +345,8 @@ def _stamp_matches(target: Path) -> bool:
         stat = target.stat()
     except (OSError, ValueError):
         return False
-    return stamp.get("size") == stat.st_size and stamp.get("mtime_ns") == stat.st_mtime_ns
+    # Valid JSON that is no object (an edited or foreign file) proves nothing either: check again.
+    return isinstance(stamp, dict) and stamp.get("size") == stat.st_size and stamp.get("mtime_ns") == stat.st_mtime_ns
 
 
 def _verify(model: PackagedModel, target: Path) -> None:
