@@ -9,13 +9,14 @@ versions or the old set plus one complete new file, and rollback is a new versio
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from personaagent._files import read_model, user_dirname, write_new
-from personaagent.errors import PersonaAgentError, PersonaConflict, PersonaTooLong, UnknownUser, command_hint
+from personaagent.errors import PersonaConflict, PersonaTooLong, UnknownUser, UnreadableFile, command_hint
 from personaagent.records import Persona, PersonaProvenance, Profile, validate_user_id
 
 __all__ = [
@@ -30,7 +31,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+#: Only the names PersonaBook writes: "v01.json" would be counted as version 1 and read as v1.json.
+_VERSION_FILE = re.compile(r"^v([1-9]\d*)\.json$")
 
 #: The instructions used when personalization is switched off (the "w/o persona" ablation).
 GENERIC_PERSONA = "You are a helpful assistant."
@@ -145,12 +147,23 @@ class PersonaBook:
         found = (_VERSION_FILE.match(p.name) for p in folder.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
+    def _version_path(self, user_id: str, version: int) -> Path:
+        return self._user_folder(user_id) / f"v{version}.json"
+
     def _read(self, user_id: str, version: int) -> Persona:
-        path = self._user_folder(user_id) / f"v{version}.json"
+        path = self._version_path(user_id, version)
         persona = read_model(path, Persona, "persona")
-        if persona.user_id != user_id:  # a hash collision would be the only way here
-            raise PersonaAgentError(f"persona file {path} belongs to another user")
-        return persona
+        # The book numbers, compares and rolls back versions by their file names: a file whose
+        # user or version (edited by hand) says otherwise would be taken for another version.
+        if persona.user_id != user_id:
+            mismatch = f'its "user_id" is {persona.user_id!r}, but it is in the folder of user {user_id!r}'
+            fix = f'set "user_id" to {json.dumps(user_id, ensure_ascii=False)}'
+        elif persona.version != version:
+            mismatch = f'its "version" is {persona.version}, but its name is v{version}.json'
+            fix = f'set "version" to {version}'
+        else:
+            return persona
+        raise UnreadableFile(f"persona file {path} is unreadable: {mismatch}; {fix}")
 
     def current(self, user_id: str) -> Persona | None:
         """The newest persona version of ``user_id``, or None if they have none."""
@@ -212,7 +225,7 @@ class PersonaBook:
             provenance=provenance,
         )
         # write_new creates the file only if absent, so of two writers from one parent only one wins.
-        if current != parent_version or not write_new(self._user_folder(user_id) / f"v{persona.version}.json", persona):
+        if current != parent_version or not write_new(self._version_path(user_id, persona.version), persona):
             raise PersonaConflict(
                 f"user {user_id!r}: the persona changed while this one was derived from "
                 f"{_version_name(parent_version)} (now {_version_name(self._latest(user_id))}); nothing was "
@@ -251,7 +264,7 @@ class PersonaBook:
             return []
         users = []
         for folder in sorted(self.folder.iterdir()):
-            files = sorted(folder.glob("v*.json")) if folder.is_dir() else []
+            files = sorted(p for p in folder.iterdir() if _VERSION_FILE.match(p.name)) if folder.is_dir() else []
             if files:
                 users.append(read_model(files[0], Persona, "persona").user_id)
         return users

@@ -244,6 +244,15 @@ class Persona(Record):
     created_at: datetime = Field(default_factory=utc_now)
     provenance: PersonaProvenance
 
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        # A blank system prompt is no persona; a file edited to one is refused when read, not
+        # found out by the agent mid-answer.
+        if not value.strip():
+            raise ValueError("a persona must not be blank")
+        return value
+
 
 class AnswerFormat(Record):
     """What an answer must look like: free text, a label from a fixed set, or a numeric rating."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,53 @@ def test_cli_with_a_store_settings_file_that_is_a_list_prints_one_error_line(
     [line] = result.stderr.splitlines()
     assert line.startswith(f"Error: memory store settings file {meta} is unreadable: Input should be an object; ")
     assert meta.read_bytes() == b"[]"
+
+
+#: Persona files edited by hand into a record that is valid alone but not where it lies.
+EDITED_PERSONAS = [
+    pytest.param({"version": 5}, 'its "version" is 5, but its name is v1.json; set "version" to 1', id="version"),
+    pytest.param({"user_id": "bob"}, f'its "user_id" is \'bob\', but it is in the folder of user {USER!r}; '
+                 f'set "user_id" to "{USER}"', id="user"),
+    pytest.param({"text": "  \n "}, "field text: Value error, a persona must not be blank", id="blank-text"),
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), EDITED_PERSONAS)
+def test_a_persona_file_edited_to_disagree_with_its_place_is_refused_on_every_read(
+    tmp_path: Path, fields: dict, reason: str
+) -> None:
+    book = PersonaBook(tmp_path)
+    book.add(USER, "You like sports a great deal.", PersonaProvenance(source="manual"))
+    path = _persona_file(book)
+    record = Persona.model_validate_json(path.read_bytes()).model_dump(mode="json")
+    path.write_text(json.dumps({**record, **fields}), encoding="utf-8")
+    data = path.read_bytes()
+    for read in (lambda: book.current(USER), lambda: book.get(USER, 1), lambda: book.history(USER)):
+        with pytest.raises(UnreadableFile) as exc:
+            read()
+        assert _one_line_reason(exc, path, "persona") == reason
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize(("fields", "reason"), EDITED_PERSONAS[:1])
+def test_cli_ask_with_a_persona_file_of_another_version_prints_one_error_line(
+    invoke, cli_workspace, history_file: Path, fields: dict, reason: str
+) -> None:
+    assert invoke("ingest", str(history_file)).exit_code == 0
+    cli_workspace.personas.add("alice", "You like politics.", PersonaProvenance(source="manual"))
+    path = cli_workspace.personas._user_folder("alice") / "v1.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **fields}), encoding="utf-8")
+    result = invoke("ask", "alice", "Senate vote", "--labels", "politics,sports")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"Error: persona file {path} is unreadable: {reason}"]
+
+
+def test_only_the_version_file_names_the_book_writes_are_versions(tmp_path: Path) -> None:
+    # "v01.json" would have been counted as version 1 and then read as v1.json (or as a second v1).
+    book = PersonaBook(tmp_path)
+    book.add(USER, "You like sports.", PersonaProvenance(source="manual"))
+    folder = _persona_file(book).parent
+    for stray in ("v01.json", "v0.json", "v1.json.bak"):
+        (folder / stray).write_bytes(_persona_file(book).read_bytes())
+    assert [p.version for p in book.history(USER)] == [1]
+    assert book.add(USER, "You like politics.", PersonaProvenance(source="manual")).version == 2
