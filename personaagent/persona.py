@@ -38,8 +38,9 @@ _VERSION_FILE = re.compile(r"^v([1-9]\d*)\.json$")
 GENERIC_PERSONA = "You are a helpful assistant."
 
 #: The one length budget of a persona, however it is made (seed, alignment edit, manual save,
-#: rollback): every version is saved through PersonaBook.add, which enforces it. The persona is
-#: the system prompt of every answer, and a small local model's whole context is 2k tokens.
+#: rollback): every version is saved through PersonaBook.add, which enforces it, and
+#: PersonaBook.current checks it again (a file edited by hand). The persona is the system prompt
+#: of every answer, and a small local model's whole context is 2k tokens.
 MAX_PERSONA_CHARS = 2000
 
 _SEED_INTRO = "You are a personal assistant. You answer the way this user would, following their preferences."
@@ -166,9 +167,27 @@ class PersonaBook:
         raise UnreadableFile(f"persona file {path} is unreadable: {mismatch}; {fix}")
 
     def current(self, user_id: str) -> Persona | None:
-        """The newest persona version of ``user_id``, or None if they have none."""
+        """The newest persona version of ``user_id``, or None if they have none.
+
+        Raises:
+            UnreadableFile: its file cannot be read, or its text is over MAX_PERSONA_CHARS (an
+                edit by hand: every version saved here fits). The current persona is the system
+                prompt of every answer, which would otherwise fail later, in the model, for the
+                length. Older versions stay readable with ``get`` and ``history``.
+        """
         versions = self._versions(user_id)
-        return self._read(user_id, versions[-1]) if versions else None
+        if not versions:
+            return None
+        persona = self._read(user_id, versions[-1])
+        problem = persona_length_problem(persona.text)
+        if problem is None:
+            return persona
+        fix = 'shorten its "text"'
+        if len(versions) > 1:
+            rollback = command_hint("persona", "rollback", user_id, "VERSION")
+            fix += f", or make an earlier version current with `{rollback}`"
+        path = self._version_path(user_id, persona.version)
+        raise UnreadableFile(f"persona file {path} is unreadable: {problem}; {fix}")
 
     def get(self, user_id: str, version: int) -> Persona:
         """One version; raises UnknownUser if the user or the version does not exist."""

@@ -3,13 +3,14 @@ persona is made — seed, alignment edit, manual save, rollback — enforced in 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
 
 from personaagent import testing
 from personaagent.agent import PersonaAgent
-from personaagent.errors import PersonaTooLong
+from personaagent.errors import PersonaTooLong, UnreadableFile
 from personaagent.optimizers import PersonaAlignment
 from personaagent.persona import MAX_PERSONA_CHARS, seed_persona_text
 from personaagent.records import AnswerFormat, Persona, PersonaProvenance, Profile, StepSkipped
@@ -96,3 +97,50 @@ def test_seed_text_fits_any_profile_and_keeps_a_short_one_whole():
     no_sentences = Profile(user_id="u1", text="word " * 1000, num_interactions=3)
     fitted = seed_persona_text(no_sentences)
     assert len(fitted) <= MAX_PERSONA_CHARS // 2 and fitted.endswith("word…")
+
+
+def _edit_by_hand(path, **fields) -> bytes:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, **fields}), encoding="utf-8")
+    return path.read_bytes()
+
+
+def test_the_issue_case_a_current_persona_edited_over_the_budget_is_refused_when_read(
+    invoke, cli_workspace, history_file
+):
+    assert invoke("ingest", str(history_file)).exit_code == 0
+    book = cli_workspace.personas
+    book.add("alice", "You like politics.", PersonaProvenance(source="manual"))
+    book.add("alice", "You like politics a lot.", PersonaProvenance(source="manual"))
+    path = book._user_folder("alice") / "v2.json"
+    data = _edit_by_hand(path, text="You like politics. " * 130)  # 2,470 characters
+    expected = (
+        f"Error: persona file {path} is unreadable: the persona is 2,469 characters; the limit is 2,000; "
+        'shorten its "text", or make an earlier version current with `personaagent persona rollback alice VERSION`'
+    )
+    for args in (("ask", "alice", "Senate vote", "--labels", "politics,sports"), ("persona", "show", "alice")):
+        result = invoke(*args)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines() == [expected]  # not the model's multi-line context error, later
+    compiled = invoke("compile", "alice", "--labels", "politics,sports")
+    assert compiled.exit_code == 1 and f"alice: {expected.removeprefix('Error: ')}" in compiled.stderr.splitlines()
+    # The version can still be looked at, and the way out the message names works.
+    assert invoke("persona", "show", "alice", "--version", "2").stdout.startswith("You like politics. You like")
+    assert invoke("persona", "history", "alice").exit_code == 0
+    assert invoke("persona", "rollback", "alice", "1").exit_code == 0
+    assert invoke("ask", "alice", "Senate vote", "--labels", "politics,sports").exit_code == 0
+    assert path.read_bytes() == data  # nothing lost
+
+
+def test_a_lone_persona_over_the_budget_is_refused_without_a_rollback_to_offer(make_ws):
+    book = make_ws(testing.persona_sensitive()).personas
+    book.add("u1", "You like sports.", PersonaProvenance(source="manual"))
+    path = book._user_folder("u1") / "v1.json"
+    _edit_by_hand(path, text="z" * (MAX_PERSONA_CHARS + 1))
+    with pytest.raises(UnreadableFile) as exc:
+        book.current("u1")
+    assert str(exc.value) == (
+        f'persona file {path} is unreadable: the persona is 2,001 characters; the limit is 2,000; shorten its "text"'
+    )
+    _edit_by_hand(path, text="z" * MAX_PERSONA_CHARS)  # exactly the budget is fine
+    assert len(book.current("u1").text) == MAX_PERSONA_CHARS
