@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dspy.utils.exceptions import LMError
 from dspy.utils.parallelizer import ParallelExecutor
 from pydantic import ValidationError
 
 from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
-from personaagent.errors import LM_UNUSABLE_ERRORS, PersonaAgentError, PersonaConflict, command_hint
+from personaagent.errors import LM_UNUSABLE_ERRORS, CompileStopped, PersonaAgentError, PersonaConflict, command_hint
 from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
 from personaagent import telemetry
 from personaagent.runtime.usage import metered
@@ -35,6 +36,11 @@ from .persona_alignment import AlignmentResult, PersonaAlignment
 __all__ = ["compile_users", "commit_aligned", "run_key", "finished_users"]
 
 logger = logging.getLogger(__name__)
+
+#: Users in a row whose compile failed before a run stops: an LM server that refuses connections
+#: or an unknown provider fails every user the same way (DSPy reports them as server or request
+#: errors, after its retries), and going on would only repeat the failure for every user.
+MAX_FAILED_IN_A_ROW = 3
 
 
 def run_key(workspace: Workspace, aligner: PersonaAlignment, agent_options: dict[str, Any]) -> str:
@@ -123,7 +129,9 @@ def compile_users(
 
     Raises:
         One of ``errors.LM_UNUSABLE_ERRORS`` (e.g. DSPy's ``LMNotConfiguredError``): the LM cannot
-        be used at all. The run stops there; users finished before it stay finished.
+            be used at all. The run stops there; users finished before it stay finished.
+        CompileStopped: ``MAX_FAILED_IN_A_ROW`` users in a row failed; users finished before stay
+            finished, and a rerun of the same job resumes after them.
     """
     agent_options = dict(agent_options or {})
     run_id = run_id or new_run_id()
@@ -133,10 +141,12 @@ def compile_users(
     if done:
         logger.info("resuming: %d of %d users already compiled", len(user_ids) - len(todo), len(user_ids))
     write_lock = threading.Lock()
-    unusable_lm: list[Exception] = []  # set once by the first worker that finds the LM unusable
+    stop: list[Exception] = []  # why the run stops; set once, then every worker returns at once
+    failed_in_a_row = 0
 
     def compile_one(user_id: str) -> UserCompileRecord | None:
-        if unusable_lm:
+        nonlocal failed_in_a_row
+        if stop:
             return None
         outcome: dict[str, Any]
         with telemetry.span("personaagent.compile", user_id=user_id, run_id=run_id, kind="CHAIN"), metered() as meter:
@@ -158,8 +168,13 @@ def compile_users(
                     logger.warning("user %r: aligned persona not stored: %s", user_id, exc)
                     outcome.update(status="conflict", error=str(exc))
             except LM_UNUSABLE_ERRORS as exc:
-                unusable_lm.append(exc)  # every other user would fail the same way
+                with write_lock:
+                    stop.append(exc)  # every other user would fail the same way
                 return None
+            except LMError as exc:  # DSPy already retried: this user's compile failed on the LM
+                first_line = str(exc).strip().split("\n", 1)[0]
+                logger.warning("user %r not compiled: the LM failed: %s", user_id, first_line)
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {first_line}"}
             except PersonaAgentError as exc:
                 logger.warning("user %r not compiled: %s", user_id, exc)
                 outcome = {"status": "failed", "error": str(exc)}
@@ -167,9 +182,15 @@ def compile_users(
                 logger.exception("user %r failed", user_id)
                 outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         record = UserCompileRecord(user_id=user_id, run_id=run_id, usage=meter.usage, **outcome)
-        if record.status not in ("failed", "conflict"):
-            with write_lock:
+        with write_lock:
+            if record.status not in ("failed", "conflict"):
                 append_line(manifest, record)
+            failed_in_a_row = failed_in_a_row + 1 if record.status == "failed" else 0
+            if failed_in_a_row >= MAX_FAILED_IN_A_ROW and not stop:
+                stop.append(CompileStopped(
+                    f"stopped after {failed_in_a_row} users in a row failed (the last, {user_id!r}: {record.error}); "
+                    "fix that and run the same command again: users finished before are kept"
+                ))
         if on_user_done is not None:
             on_user_done(record)
         return record
@@ -177,6 +198,6 @@ def compile_users(
     # timeout=0 turns off straggler resubmission: a slow user's compile must never run twice.
     executor = ParallelExecutor(num_threads=num_threads, disable_progress_bar=True, max_errors=len(todo) + 1, timeout=0)
     fresh = dict(zip(todo, executor.execute(compile_one, todo))) if todo else {}
-    if unusable_lm:
-        raise unusable_lm[0]
+    if stop:
+        raise stop[0]
     return [fresh.get(user) or done[user] for user in dict.fromkeys(user_ids)]

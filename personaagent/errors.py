@@ -33,6 +33,7 @@ __all__ = [
     "PersonaTooLong",
     "UnparseableAnswer",
     "BudgetExhausted",
+    "CompileStopped",
     "UnknownTask",
     "UnknownRun",
     "UnknownMethod",
@@ -151,6 +152,11 @@ class UnparseableAnswer(PersonaAgentError, AdapterParseError):
 
 class BudgetExhausted(PersonaAgentError):
     """A per-user LM call or token budget ran out."""
+
+
+class CompileStopped(PersonaAgentError):
+    """A many-user compile stopped because several users in a row failed (e.g. an LM server
+    that cannot be reached, which DSPy reports like any server error)."""
 
 
 class UnknownTask(PersonaAgentError, KeyError):

@@ -7,9 +7,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from dspy.utils.exceptions import LMAuthError, LMNotConfiguredError, LMRateLimitError, LMTransportError
+from dspy.utils.exceptions import LMAuthError, LMNotConfiguredError, LMRateLimitError, LMServerError, LMTransportError
 
 from personaagent import cli, testing
+from personaagent.errors import CompileStopped
 from personaagent.config import load_settings
 from personaagent.optimizers import PersonaAlignment, compile_users
 from personaagent.testing import ScriptedLM
@@ -100,3 +101,58 @@ def test_eval_stops_instead_of_counting_parse_failures(tmp_path, hashing_embedde
     assert result.exit_code == 1 and "Error: the LM call failed (LMNotConfiguredError" in result.output
     with pytest.raises(json.JSONDecodeError):  # no results table of all-failed answers
         json.loads(result.stdout)
+
+
+# --- errors DSPy cannot tell from one bad call: a refused connection, an unknown provider ----------
+
+REFUSED = LMServerError("[openai/x] litellm.InternalServerError: Connection error.\nmore detail", retry_after=0)
+
+
+def test_compile_users_stops_after_three_users_in_a_row_fail(make_ws):
+    ws = make_ws(failing_on("profile", REFUSED))
+    for user in ("a", "b", "c", "d"):
+        add_history(ws, user, ["SPORTS"] * 4)
+    options = {"answer_format": LABELS, "use_actions": False}
+    with pytest.raises(CompileStopped, match=r"stopped after 3 users in a row failed \(the last, 'c': LMServerError"):
+        compile_users(ws, ["a", "b", "c", "d"], aligner=PersonaAlignment(), agent_options=options)
+    assert not any("d match report" in r.user for r in ws.lm.requests)  # d is never tried
+
+
+def test_a_success_between_failures_keeps_the_run_going(make_ws):
+    failing = {"a", "c", "e"}
+    base = testing.persona_sensitive()
+
+    def script(request):
+        if request.asks_for("profile") and any(f"{user} match report" in request.user for user in failing):
+            raise REFUSED
+        return base(request)
+
+    ws = make_ws(script)
+    users = ["a", "b", "c", "d", "e"]
+    for user in users:
+        add_history(ws, user, ["SPORTS"] * 4)
+    options = {"answer_format": LABELS, "use_actions": False}
+    records = compile_users(ws, users, aligner=PersonaAlignment(), agent_options=options)
+    assert [r.status for r in records] == ["failed", "edited", "failed", "edited", "failed"]
+    assert records[0].error == "LMServerError: [openai/x] litellm.InternalServerError: Connection error."
+
+
+def test_compile_all_against_a_refused_connection_prints_one_line_and_no_traceback(
+    tmp_path, hashing_embedder, history_file
+):
+    workspace = Workspace(
+        load_settings(store=str(tmp_path / "cli-store")), lm=ScriptedLM(failing_on("profile", REFUSED)),
+        embedder=hashing_embedder,
+    )
+    runner = CliRunner()
+    try:
+        runner.invoke(cli.cli, ["ingest", str(history_file)], obj=workspace)
+        for user in ("bob", "carol"):  # three users
+            history = tmp_path / f"{user}.jsonl"
+            history.write_text(json.dumps({"user_id": user, "query": "q", "response": "sports"}) + "\n")
+            runner.invoke(cli.cli, ["ingest", str(history)], obj=workspace)
+        result = runner.invoke(cli.cli, ["compile", "--all", "--labels", "politics,sports"], obj=workspace)
+    finally:
+        workspace.close()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: stopped after 3 users in a row failed" in result.output
