@@ -15,6 +15,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from personaagent.errors import UnreadableFile
+from personaagent.records import error_message
 
 __all__ = [
     "user_dirname",
@@ -115,7 +116,7 @@ def unreadable_reason(exc: BaseException, data: bytes | None = None) -> str:
                 reason = f"invalid JSON ({detail})" if detail else "invalid JSON"
             else:
                 where = ".".join(str(part) for part in first["loc"])
-                reason = f"field {where}: {first['msg']}" if where else first["msg"]
+                reason = f"field {where}: {error_message(first)}" if where else error_message(first)
             if len(problems) > 1:
                 reason += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
     else:

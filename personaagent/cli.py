@@ -36,6 +36,7 @@ from personaagent.records import (
     EvalResult,
     UserCompileRecord,
     describe_validation_error,
+    error_message,
     validate_user_id,
 )
 from personaagent.report import render_report
@@ -193,15 +194,10 @@ def _answer_format(task: str | None, labels: str | None, rating: tuple[float, fl
             return AnswerFormat.rating(*rating)
     except ValidationError as exc:
         option, example = ("--labels", "politics,sports") if labels is not None else ("--rating", "1 5")
-        raise click.ClickException(f"{option}: {_broken_rule(exc)}, e.g. {option} {example}") from exc
+        raise click.ClickException(f"{option}: {error_message(exc.errors()[0])}, e.g. {option} {example}") from exc
     return None
 
 
-def _broken_rule(exc: ValidationError) -> str:
-    # AnswerFormat's own validator says in a sentence what is wrong; pydantic's message would put
-    # "record: Value error, " before it.
-    error = exc.errors()[0]
-    return str(error.get("ctx", {}).get("error", error["msg"]))
 
 
 # --- the group -----------------------------------------------------------------------------------

@@ -140,6 +140,16 @@ class Settings(BaseSettings):
             raise ValueError("store must be a folder, ':memory:' or a Qdrant URL")
         return value
 
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, value: Path) -> Path:
+        # Checked here, not only by the CLI's --home: PERSONAAGENT_HOME and the config file set
+        # it too, and a file there failed later, in whichever command first made a subfolder.
+        home = value.expanduser()
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"{home} is a file, not a folder; give a folder for the store, personas and traces")
+        return home
+
     @field_validator("local_model_path")
     @classmethod
     def _model_file_exists(cls, value: Path | None) -> Path | None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal, Union, overload
 
@@ -61,6 +61,7 @@ __all__ = [
     "EARLIEST",
     "validate_user_id",
     "describe_validation_error",
+    "error_message",
     "match_label",
 ]
 
@@ -138,10 +139,17 @@ def validate_user_id(user_id: str) -> str:
 UserId = Annotated[str, AfterValidator(validate_user_id)]
 
 
+def error_message(error: Mapping[str, Any]) -> str:
+    """One error of ``ValidationError.errors()`` as the problem it states: a validator's own
+    sentence, without pydantic's "Value error, " before it, else pydantic's message."""
+    raised = error.get("ctx", {}).get("error") if error.get("type") == "value_error" else None
+    return str(raised) if raised is not None else str(error["msg"])
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """A pydantic error as one line: ``field: problem; field: problem``."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(part) for part in err['loc']) or 'record'}: {error_message(err)}" for err in exc.errors()
     )
 
 

@@ -7,6 +7,7 @@ time, so a killed run leaves every complete event readable; a torn last line is 
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 import time
 import uuid
@@ -40,6 +41,7 @@ __all__ = [
     "new_run_id",
     "TraceWriter",
     "TraceReader",
+    "RUN_ID",
     "UserTrace",
     "IterationView",
     "RunSummary",
@@ -343,6 +345,10 @@ class EditOutcomes:
         )
 
 
+#: What a run id looks like (``new_run_id`` writes "20261201T061452Z-dd2b5f"): one folder name.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 class TraceReader:
     """Reads the traces under one folder.
 
@@ -361,20 +367,26 @@ class TraceReader:
 
     def read_file(self, path: Path) -> tuple:
         events = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    events.append(_EVENT.validate_json(line))
-                except ValidationError:
-                    # A run killed mid-write can leave a torn last line; everything before it stands.
-                    logger.warning("%s:%d: unreadable trace event skipped", path, number)
+        # Bytes, split on newlines: one damaged line (torn by a kill, or not UTF-8) costs that
+        # event only, never the rest of the file or the other runs listed beside it.
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(_EVENT.validate_json(line))
+            except ValidationError:
+                logger.warning("%s:%d: unreadable trace event skipped", path, number)
         return tuple(events)
+
+    def _run_folder(self, run_id: str) -> Path:
+        # A run id names one folder under the traces folder: never "", ".", ".." or a path.
+        if not RUN_ID.match(run_id):
+            raise UnknownRun(f"{run_id!r} is no trace run id (letters, digits, '.', '_', '-'); see `personaagent trace list`")
+        return self.traces_dir / run_id
 
     def run(self, run_id: str) -> list[UserTrace]:
         """All users' traces of one run; KeyError if there is no such run."""
-        folder = self.traces_dir / run_id
+        folder = self._run_folder(run_id)
         if not folder.is_dir():
             raise UnknownRun(f"no trace run {run_id!r} in {self.traces_dir}; see `personaagent trace list`")
         traces = []
@@ -393,7 +405,7 @@ class TraceReader:
 
     def user(self, run_id: str, user_id: str) -> UserTrace:
         """One user's trace in one run; KeyError if absent."""
-        path = self.traces_dir / run_id / f"{user_dirname(validate_user_id(user_id))}.jsonl"
+        path = self._run_folder(run_id) / f"{user_dirname(validate_user_id(user_id))}.jsonl"
         if not path.is_file():
             raise UnknownRun(f"run {run_id!r} has no trace for user {user_id!r}")
         return UserTrace(run_id=run_id, user_id=user_id, events=self.read_file(path))

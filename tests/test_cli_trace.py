@@ -133,3 +133,21 @@ def test_a_bug_is_not_disguised_as_a_user_mistake(invoke, monkeypatch) -> None:
 def test_a_blank_query_is_a_one_line_error(invoke, compiled_run: str) -> None:
     result = invoke("ask", "alice", "   ")
     assert result.exit_code == 1 and result.stderr == "Error: query must be a non-empty string\n"
+
+
+@pytest.mark.parametrize("run_id", ["", ".", "..", "/etc", "../traces", "a/b"])
+def test_a_run_id_that_is_a_path_is_refused(invoke, compiled_run: str, run_id: str) -> None:
+    for command in (("trace", "show", run_id), ("trace", "report", run_id)):
+        result = invoke(*command)
+        assert result.exit_code == 1 and "is no trace run id" in result.stderr
+
+
+def test_a_damaged_trace_line_costs_that_event_only(invoke, compiled_run: str, cli_workspace) -> None:
+    [path] = list((cli_workspace.settings.traces_dir / compiled_run).glob("*.jsonl"))
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([lines[0], b"\xff\xfe not UTF-8", *lines[1:]]))
+    for command in (("trace", "list"), ("trace", "show", compiled_run)):
+        result = invoke(*command)
+        assert result.exit_code == 0 and "Traceback" not in result.output
+        assert "unreadable trace event skipped" in result.stderr
+    assert "finished: edited" in invoke("trace", "show", compiled_run).stdout

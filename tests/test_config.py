@@ -60,7 +60,7 @@ def test_config_file_named_by_environment(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"lm": "gpt4"}, "lm: Value error, 'gpt4' is not a model string"),
+        ({"lm": "gpt4"}, "lm: 'gpt4' is not a model string"),
         ({"lm_max_tokens": 0}, "lm_max_tokens: Input should be greater than or equal to 1"),
         ({"lm_temperature": 3}, "lm_temperature: Input should be less than or equal to 2"),
         ({"local_context_tokens": 64}, "local_context_tokens"),
@@ -88,3 +88,22 @@ def test_secrets_are_not_shown():
     settings = Settings(lm="openai/x", lm_api_key="sk-secret")
     assert "sk-secret" not in repr(settings)
     assert settings.lm_api_key.get_secret_value() == "sk-secret"
+
+
+def test_a_home_that_is_a_file_is_one_error_however_it_is_given(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from personaagent import cli
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    with pytest.raises(ConfigError, match=f"home: {a_file} is a file, not a folder"):
+        load_settings(home=a_file)
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"user_id": "u1", "query": "q", "response": "r"}\n')
+    monkeypatch.setenv("PERSONAAGENT_HOME", str(a_file))
+    for command in (["ingest", str(history)], ["persona", "show", "u1"], ["trace", "list"]):
+        result = CliRunner().invoke(cli.cli, command)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"home: {a_file} is a file, not a folder" in result.output
+    assert a_file.read_text() == "keep me"

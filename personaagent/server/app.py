@@ -48,7 +48,7 @@ from personaagent.errors import (
 )
 from personaagent.ingest import MAX_RECORD_CHARS, interaction_from_record
 from personaagent.jobs import CompileJob, CompileOptions, JobQueue
-from personaagent.records import Interaction, Persona, validate_user_id
+from personaagent.records import Interaction, Persona, error_message, validate_user_id
 from personaagent.report import render_report
 from personaagent.runtime.usage import metered
 from personaagent.server.schemas import (
@@ -64,7 +64,7 @@ from personaagent.server.schemas import (
     RollbackRequest,
     TraceResponse,
 )
-from personaagent.traces import TraceReader
+from personaagent.traces import RUN_ID, TraceReader
 from personaagent.workspace import Workspace
 
 __all__ = ["create_app", "ApiError"]
@@ -72,8 +72,6 @@ __all__ = ["create_app", "ApiError"]
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-#: A run id names a folder under the traces folder: no separators, no "." or "..".
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 #: Library errors, first match wins, with the HTTP status and code they become. 4xx: the caller
 #: can fix it; 500: the server's stored data (the operator fixes it; the message, which names a
@@ -152,7 +150,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"loc": list(err["loc"]), "message": err["msg"]} for err in exc.errors()]
+        fields = [{"loc": list(err["loc"]), "message": error_message(err)} for err in exc.errors()]
         where = "; ".join(f"{'.'.join(map(str, f['loc']))}: {f['message']}" for f in fields)
         return _error(request, 422, "invalid_request", f"invalid request: {where}", fields=fields)
 
@@ -339,7 +337,7 @@ def get_job(job_id: str, request: Request) -> CompileJob:
 
 
 def _trace(request: Request, run_id: str, user_id: str):
-    if not _RUN_ID.match(run_id):
+    if not RUN_ID.match(run_id):
         raise ApiError(404, "not_found", f"no trace run {run_id!r}")
     reader = TraceReader(_workspace(request).settings.traces_dir)
     try:
