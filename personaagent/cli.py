@@ -486,9 +486,11 @@ def eval_(ctx: click.Context, task_name: str | None, lamp: tuple[Path, Path] | N
     elif task_name is not None:
         task = load_task(task_name, queries_per_user=queries_per_user)
         examples, pool = task.examples(cast(Literal["test", "dev"], split), num_users=users), task.profile_pool()
+    chosen = [name.strip() for name in methods.split(",") if name.strip()]
+    if not chosen:
+        raise click.BadParameter("name at least one method, e.g. --methods baselines,RAG", param_hint="--methods")
     workspace = _session(ctx).workspace
     out = out or workspace.settings.home / "eval" / new_run_id()
-    chosen = [name.strip() for name in methods.split(",") if name.strip()]
     label = f"Evaluating on {examples[0].spec.name}" if examples else "Evaluating"
     with click.progressbar(length=len(chosen), label=label, file=sys.stderr, item_show_func=_method_name) as bar:
         finished: set[str] = set()

@@ -41,6 +41,10 @@ def test_eval_rejects_an_unknown_method_and_task(cli_workspace, tmp_path):
     assert "Error: unknown method(s) GPT9" in result.output
     result = runner.invoke(cli.cli, ["eval", "--task", "lamp9"], obj=cli_workspace)
     assert result.exit_code == 2 and "Invalid value for '--task'" in result.output
+    for nothing in ("", " , "):  # was an empty table, a results folder and exit 0
+        out = tmp_path / "none"
+        result = runner.invoke(cli.cli, ["eval", "--task", "news", "--methods", nothing, "--out", str(out)], obj=cli_workspace)
+        assert result.exit_code == 2 and "name at least one method" in result.output and not out.exists()
 
 
 def test_eval_on_real_lamp_files(cli_workspace, tmp_path):
