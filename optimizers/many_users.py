@@ -24,7 +24,14 @@ from pydantic import ValidationError
 
 from personaagent._files import append_line
 from personaagent.agent import PersonaAgent
-from personaagent.errors import LM_UNUSABLE_ERRORS, CompileStopped, PersonaAgentError, PersonaConflict, command_hint
+from personaagent.errors import (
+    LM_UNUSABLE_ERRORS,
+    CompileStopped,
+    PersonaAgentError,
+    PersonaConflict,
+    command_hint,
+    first_line,
+)
 from personaagent.records import Persona, PersonaCommitted, UserCompileRecord
 from personaagent import telemetry
 from personaagent.runtime.usage import metered
@@ -172,9 +179,8 @@ def compile_users(
                     stop.append(exc)  # every other user would fail the same way
                 return None
             except LMError as exc:  # DSPy already retried: this user's compile failed on the LM
-                first_line = str(exc).strip().split("\n", 1)[0]
-                logger.warning("user %r not compiled: the LM failed: %s", user_id, first_line)
-                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {first_line}"}
+                logger.warning("user %r not compiled: the LM failed: %s", user_id, first_line(exc))
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}
             except PersonaAgentError as exc:
                 logger.warning("user %r not compiled: %s", user_id, exc)
                 outcome = {"status": "failed", "error": str(exc)}

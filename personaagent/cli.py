@@ -26,7 +26,7 @@ from personaagent.agent import PersonaAgent
 from personaagent.jobs import CompileOptions
 from personaagent.config import DEFAULT_LOCAL_MODEL, load_settings
 from personaagent.demo import run_demo
-from personaagent.errors import PersonaAgentError, UnknownUser, command_hint
+from personaagent.errors import PersonaAgentError, UnknownUser, command_hint, first_line
 from personaagent.evaluation import TASK_NAMES, format_results_table, load_task, read_lamp
 from personaagent.evaluation.suite import BASELINES, DEFAULT_METHODS, run_suite
 from personaagent.ingest import read_interactions, read_user_text
@@ -90,12 +90,6 @@ def _one_line(exc: BaseException) -> str:
     return str(exc)
 
 
-def _first_line(exc: BaseException) -> str:
-    # DSPy's LM errors go on with "To fix: pass api_key= on dspy.LM(...)": advice for Python
-    # code, not for a command line, which gives its own hint.
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
 class _Group(click.Group):
     """A group that turns user mistakes raised by the library into ``Error: ...`` and exit 1."""
 
@@ -108,7 +102,7 @@ class _Group(click.Group):
         except _LM_SETUP_ERRORS as exc:
             logger.debug("LM call failed", exc_info=True)
             raise click.ClickException(
-                f"the LM call failed ({type(exc).__name__}: {_first_line(exc)}); check --lm, "
+                f"the LM call failed ({type(exc).__name__}: {first_line(exc)}); check --lm, "
                 "PERSONAAGENT_LM_API_BASE and PERSONAAGENT_LM_API_KEY"
             ) from exc
 

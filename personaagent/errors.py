@@ -17,6 +17,7 @@ from dspy.utils.exceptions import (
 __all__ = [
     "LM_UNUSABLE_ERRORS",
     "command_hint",
+    "first_line",
     "PersonaAgentError",
     "ConfigError",
     "ModelNotAvailable",
@@ -51,6 +52,15 @@ LM_UNUSABLE_ERRORS: tuple[type[Exception], ...] = (
     LMUnsupportedModelError,
     LMTransportError,
 )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an error's message (its type name if it has none).
+
+    DSPy's LM errors go on with "To fix: pass api_key= on dspy.LM(...)": advice for Python code,
+    not for a command line or a per-user record, which say their own.
+    """
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def command_hint(*words: object) -> str:
