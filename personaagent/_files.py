@@ -141,4 +141,4 @@ def read_model(path: Path, model: type[_Model], what: str) -> _Model:
         data = path.read_bytes()
         return model.model_validate_json(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValidationError) as exc:
-        raise UnreadableFile(f"{what} file {path} is unreadable: {unreadable_reason(exc, data)}") from None
+        raise UnreadableFile.of(what, path, unreadable_reason(exc, data)) from None

@@ -124,9 +124,14 @@ class StoreError(PersonaAgentError):
 class UnreadableFile(PersonaAgentError):
     """A file personaagent stored (persona version, profile, job, store settings) cannot be read back.
 
-    The message is one line, ``<what> file <path> is unreadable: <short reason>``; the file is left
-    as it is, so nothing is lost and it can be repaired or removed by hand.
+    The message is one line, ``<what> file <path> is unreadable: <short reason>`` (``of`` writes
+    it); the file is left as it is, so nothing is lost and it can be repaired or removed by hand.
     """
+
+    @classmethod
+    def of(cls, what: str, path: object, reason: str) -> UnreadableFile:
+        """The error for ``what`` file at ``path`` (e.g. "persona"), saying why it is unreadable."""
+        return cls(f"{what} file {path} is unreadable: {reason}")
 
 
 class StoreLocked(StoreError):

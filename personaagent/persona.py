@@ -164,7 +164,7 @@ class PersonaBook:
             fix = f'set "version" to {version}'
         else:
             return persona
-        raise UnreadableFile(f"persona file {path} is unreadable: {mismatch}; {fix}")
+        raise UnreadableFile.of("persona", path, f"{mismatch}; {fix}")
 
     def current(self, user_id: str) -> Persona | None:
         """The newest persona version of ``user_id``, or None if they have none.
@@ -187,7 +187,7 @@ class PersonaBook:
             rollback = command_hint("persona", "rollback", user_id, "VERSION")
             fix += f", or make an earlier version current with `{rollback}`"
         path = self._version_path(user_id, persona.version)
-        raise UnreadableFile(f"persona file {path} is unreadable: {problem}; {fix}")
+        raise UnreadableFile.of("persona", path, f"{problem}; {fix}")
 
     def get(self, user_id: str, version: int) -> Persona:
         """One version; raises UnknownUser if the user or the version does not exist."""
