@@ -44,7 +44,7 @@ __all__ = ["compile_users", "commit_aligned", "run_key", "finished_users"]
 
 logger = logging.getLogger(__name__)
 
-#: Users in a row whose compile failed before a run stops: an LM server that refuses connections
+#: Users in a row whose compile the LM itself failed (after retries) before a run stops: an LM server that refuses connections
 #: or an unknown provider fails every user the same way (DSPy reports them as server or request
 #: errors, after its retries), and going on would only repeat the failure for every user.
 MAX_FAILED_IN_A_ROW = 3
@@ -156,6 +156,7 @@ def compile_users(
         if stop:
             return None
         outcome: dict[str, Any]
+        lm_failed = False  # the LM itself failed this user (after DSPy's retries)
         with telemetry.span("personaagent.compile", user_id=user_id, run_id=run_id, kind="CHAIN"), metered() as meter:
             try:
                 agent = PersonaAgent(user_id, workspace=workspace, **agent_options).seeded().with_recounted_facts()
@@ -181,6 +182,7 @@ def compile_users(
             except LMError as exc:  # DSPy already retried: this user's compile failed on the LM
                 logger.warning("user %r not compiled: the LM failed: %s", user_id, first_line(exc))
                 outcome = {"status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"}
+                lm_failed = True
             except PersonaAgentError as exc:
                 logger.warning("user %r not compiled: %s", user_id, exc)
                 outcome = {"status": "failed", "error": str(exc)}
@@ -191,7 +193,8 @@ def compile_users(
         with write_lock:
             if record.status not in ("failed", "conflict"):
                 append_line(manifest, record)
-            failed_in_a_row = failed_in_a_row + 1 if record.status == "failed" else 0
+            # Only the LM's own failures count: an unparseable answer now and then is one user's bad luck.
+            failed_in_a_row = failed_in_a_row + 1 if lm_failed else 0
             if failed_in_a_row >= MAX_FAILED_IN_A_ROW and not stop:
                 stop.append(CompileStopped(
                     f"stopped after {failed_in_a_row} users in a row failed (the last, {user_id!r}: {record.error}); "
